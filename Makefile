@@ -1,0 +1,33 @@
+# Two commands a fresh machine needs: `make demo` and `make test`.
+# Each bootstraps .venv on first use with the CPU build of torch (pinned first, so that
+# scvi-tools' plain `torch` requirement is already met and no CUDA build is pulled).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.zconf-installed
+
+.PHONY: demo test test-all lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/zconf demo --out demo_output --force
+
+test: $(STAMP)
+	MPLBACKEND=agg $(PY) -m pytest
+
+test-all: $(STAMP)
+	MPLBACKEND=agg $(PY) -m pytest -m ""
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,13 @@
+"""zconf: infer an unmeasured binary confounder from covariates, treatment and single-cell counts."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("zconf")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+from . import data, metrics, pl
+from .model import ZConf
+
+__all__ = ["ZConf", "__version__", "data", "metrics", "pl"]

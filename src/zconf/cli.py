@@ -1,0 +1,245 @@
+"""Command line front end: ``zconf simulate``, ``zconf fit`` and ``zconf demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+logger = logging.getLogger("zconf")
+
+
+class UserError(Exception):
+    """An error in the user's input: printed as one line, no traceback."""
+
+
+def _prepare_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        msg = f"{path} already exists; pass --force to overwrite it."
+        raise UserError(msg)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished output into place (so a failed run leaves nothing half-written)."""
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(tmp), str(final))
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Write a simulated AnnData."""
+    from .data import simulate
+
+    out = Path(args.out)
+    _prepare_output(out, args.force)
+    adata = simulate(args.preset, n_obs=args.n_obs, n_vars=args.n_vars, random_state=args.random_state)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmpdir:
+        tmp = Path(tmpdir) / out.name
+        adata.write_h5ad(tmp)
+        _publish(tmp, out)
+    print(f"Wrote {out}: {adata.n_obs} cells x {adata.n_vars} genes (preset {args.preset!r}).")
+    return 0
+
+
+def _summary(model, adata) -> dict:
+    from . import metrics
+
+    z_hat = model.get_latent_representation()
+    z_prob = model.get_latent_representation(soft=True)
+    summary = {
+        "n_obs": int(adata.n_obs),
+        "n_vars": int(adata.n_vars),
+        "epochs": int(model.history["train_loss"].shape[0]),
+    }
+    covariates, d = model.get_design()
+    summary["treatment_auroc"] = metrics.treatment_auroc_from_arrays(covariates, d, z_hat)
+    summary["z_hat_mean"] = z_hat.mean(axis=0).tolist()
+    if "z_true" in adata.obsm:
+        z_true = adata.obsm["z_true"]
+        hard, soft = metrics.latent_recovery(z_true, z_hat), metrics.latent_recovery(z_true, z_prob)
+        summary["recovery"] = {
+            "abs_corr_hard": hard["abs_corr"],
+            "abs_corr_soft": soft["abs_corr"],
+            "accuracy": hard["accuracy"],
+            "auroc_soft": soft["auroc"],
+        }
+        summary["leakage"] = {
+            "hard": metrics.leakage(z_hat, d, z_true),
+            "soft": metrics.leakage(z_prob, d, z_true),
+        }
+    return summary
+
+
+def _fit_and_write(adata, args: argparse.Namespace, out_dir: Path | None, h5ad_out: Path) -> dict:
+    import scvi
+
+    from . import ZConf, pl
+
+    scvi.settings.seed = args.random_state
+    ZConf.setup_anndata(
+        adata,
+        layer=args.layer,
+        treatment_key=args.treatment_key,
+        control_level=args.control_level,
+        categorical_covariate_keys=args.categorical_covariate_keys,
+        continuous_covariate_keys=args.continuous_covariate_keys,
+        size_factor_key=args.size_factor_key,
+    )
+    model = ZConf(adata, n_latent=args.n_latent, n_hidden=args.n_hidden)
+    start = time.perf_counter()
+    model.train(max_epochs=args.max_epochs, batch_size=args.batch_size, accelerator=args.accelerator)
+    seconds = time.perf_counter() - start
+    model.annotate_adata(adata)
+    summary = {**_summary(model, adata), "train_seconds": seconds}
+    with tempfile.TemporaryDirectory(dir=h5ad_out.parent) as tmpdir:
+        tmp = Path(tmpdir)
+        adata.write_h5ad(tmp / h5ad_out.name)
+        if out_dir is not None:
+            plots = tmp / "plots"
+            plots.mkdir()
+            pl.history(model, save=str(plots / "history.png"), show=False)
+            pl.zhat_by_group(adata, args.treatment_key, save=str(plots / "zhat_by_treatment.png"), show=False)
+            if "z_true" in adata.obsm:
+                pl.zhat_vs_true(adata, soft=True, save=str(plots / "zhat_vs_true.png"), show=False)
+            if "treatment_logit_true" in adata.obs:
+                pl.treatment_logits(adata, save=str(plots / "treatment_logits.png"), show=False)
+            if "log_mean_true" in adata.layers:
+                pl.gene_correlations(adata, save=str(plots / "gene_correlations.png"), show=False)
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+            if args.save_model:
+                model.save(str(tmp / "model"), overwrite=True)
+            _publish(tmp / h5ad_out.name, out_dir / h5ad_out.name)
+            for item in tmp.iterdir():
+                _publish(item, out_dir / item.name)
+        else:
+            _publish(tmp / h5ad_out.name, h5ad_out)
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"Trained on {summary['n_obs']} cells x {summary['n_vars']} genes in {summary['train_seconds']:.1f} s.")
+    auc = summary["treatment_auroc"]
+    print(f"AUROC of D: {auc['auroc_x']:.3f} from X, {auc['auroc_x_zhat']:.3f} from [X, Z-hat].")
+    if "recovery" in summary:
+        rec, leak = summary["recovery"], summary["leakage"]
+        print(
+            f"|corr(Z-hat, Z)| = {rec['abs_corr_hard']:.4f} (hard), {rec['abs_corr_soft']:.4f} (probabilities); "
+            f"leakage |pcorr(Z-hat, D | Z)| = {leak['hard']['pcorr_d_given_z']:.4f}."
+        )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulate the confounded preset, fit with defaults and write the outputs (`make demo`)."""
+    from .data import simulate
+
+    out_dir = Path(args.out)
+    _prepare_output(out_dir, args.force)
+    adata = simulate("confounded", random_state=args.random_state)
+    print(f"Simulated the 'confounded' preset: {adata.n_obs} cells x {adata.n_vars} genes.")
+    args.layer, args.treatment_key, args.control_level = "counts", "treatment", None
+    args.categorical_covariate_keys, args.size_factor_key = None, None
+    args.continuous_covariate_keys = [c for c in adata.obs if c.startswith("x")]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = _fit_and_write(adata, args, out_dir, out_dir / "demo.h5ad")
+    _print_summary(summary)
+    print(f"Outputs in {out_dir}/: demo.h5ad, summary.json, plots/*.png")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit ZConf to an .h5ad and write the annotated AnnData."""
+    import anndata as ad
+
+    path, out = Path(args.data), Path(args.out)
+    if not path.exists():
+        msg = f"Input file {path} does not exist."
+        raise UserError(msg)
+    _prepare_output(out, args.force)
+    out_dir = Path(args.plots) if args.plots else None
+    if out_dir is not None:
+        _prepare_output(out_dir, args.force)
+    if args.save_model:
+        _prepare_output(Path(args.save_model), args.force)
+    adata = ad.read_h5ad(path)
+    summary = _fit_and_write(adata, args, None, out)
+    _print_summary(summary)
+    print(f"Wrote {out}.")
+    return 0
+
+
+def _add_training_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-latent", type=int, default=1, help="number of binary confounders")
+    parser.add_argument("--n-hidden", type=int, default=128, help="hidden units of the generator")
+    parser.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: heuristic)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--random-state", type=int, default=0, help="scvi.settings.seed")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``zconf`` argument parser."""
+    parser = argparse.ArgumentParser(prog="zconf", description="Infer an unmeasured binary confounder.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show training logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a simulated AnnData")
+    sim.add_argument("--preset", default="confounded", choices=["seed", "confounded"])
+    sim.add_argument("--n-obs", type=int, default=None)
+    sim.add_argument("--n-vars", type=int, default=None)
+    sim.add_argument("--random-state", type=int, default=0)
+    sim.add_argument("--out", required=True, help="output .h5ad")
+    sim.add_argument("--force", action="store_true", help="overwrite an existing output")
+    sim.set_defaults(func=cmd_simulate)
+
+    fit = sub.add_parser("fit", help="fit ZConf to an .h5ad and write the annotated AnnData")
+    fit.add_argument("data", help="input .h5ad with raw counts")
+    fit.add_argument("--treatment-key", required=True)
+    fit.add_argument("--control-level", default=None)
+    fit.add_argument("--categorical-covariate-keys", nargs="*", default=None)
+    fit.add_argument("--continuous-covariate-keys", nargs="*", default=None)
+    fit.add_argument("--size-factor-key", default=None)
+    fit.add_argument("--layer", default=None, help="layer with raw counts (default: .X)")
+    fit.add_argument("--out", required=True, help="output .h5ad")
+    fit.add_argument("--plots", default=None, help="folder for summary.json and diagnostic PNGs")
+    fit.add_argument("--save-model", default=None, help="folder to save the trained model")
+    _add_training_flags(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    demo = sub.add_parser("demo", help="simulate the 'confounded' preset, fit, and write outputs (make demo)")
+    demo.add_argument("--out", default="demo_output", help="output folder")
+    demo.add_argument("--save-model", default=None, help=argparse.SUPPRESS)
+    _add_training_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``zconf`` command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        _quiet_lightning()
+    try:
+        return args.func(args)
+    except (UserError, KeyError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"zconf {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Input checks run before an AnnData is registered: each error names the key or value and the fix."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+logger = logging.getLogger(__name__)
+
+
+def _where(layer: str | None) -> str:
+    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+def count_matrix(adata: AnnData, layer: str | None):
+    """The matrix ``layer`` names (``adata.X`` when ``None``), with a clear error when missing."""
+    if layer is None:
+        if adata.X is None:
+            msg = "adata.X is empty; pass `layer=` naming the layer that holds the raw counts."
+            raise ValueError(msg)
+        return adata.X
+    if layer not in adata.layers:
+        msg = (
+            f"Layer {layer!r} not found in adata.layers (available: {list(adata.layers)}). "
+            "Pass the layer of raw counts."
+        )
+        raise KeyError(msg)
+    return adata.layers[layer]
+
+
+def validate_counts(adata: AnnData, layer: str | None) -> None:
+    """Check that the registered matrix holds finite, non-negative integer counts.
+
+    Dense, CSR and CSC matrices with an integer or float dtype are accepted. All-zero cells are kept
+    (their likelihood is well defined; they carry little information on Z). All-zero genes are kept
+    too, with a warning: their intercept runs to the lower clamp and they add nothing but run time.
+    """
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); ZConf needs cells and genes."
+        raise ValueError(msg)
+    matrix = count_matrix(adata, layer)
+    values = (matrix.data if sparse.issparse(matrix) else np.asarray(matrix)).ravel()
+    where = _where(layer)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        msg = f"{where} has dtype {values.dtype}; ZConf needs numeric raw counts."
+        raise ValueError(msg)
+    if values.size:
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            n_bad = int((~np.isfinite(values)).sum())
+            msg = f"{where} contains {n_bad} NaN or infinite value(s); ZConf needs finite raw counts."
+            raise ValueError(msg)
+        if values.min() < 0:
+            msg = (
+                f"{where} contains negative values (min {values.min()}); "
+                "ZConf needs raw counts, not centred or scaled data."
+            )
+            raise ValueError(msg)
+        if np.issubdtype(values.dtype, np.floating):
+            frac = np.abs(values - np.rint(values))
+            if frac.max() > 1e-6:
+                example = values[np.argmax(frac)]
+                msg = (
+                    f"{where} contains non-integer values (e.g. {example:.4g}); ZConf models raw counts. "
+                    "If this is log-normalised data, pass `layer=` naming the raw-count layer."
+                )
+                raise ValueError(msg)
+    gene_totals = np.asarray(matrix.sum(axis=0)).ravel()
+    n_zero_genes = int((gene_totals == 0).sum())
+    if n_zero_genes:
+        warnings.warn(
+            f"{n_zero_genes} gene(s) in {where} have no counts in any cell; they carry no information. "
+            "Consider removing them (e.g. sc.pp.filter_genes(adata, min_cells=1)).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def treatment_levels(adata: AnnData, treatment_key: str | None, control_level=None) -> list:
+    """The treatment column's two levels as ``[control, treated]``.
+
+    Bool columns use ``False`` as control, 0/1 columns use 0; for other two-level columns
+    ``control_level`` must be given unless the column is categorical (then its first category
+    is the control).
+    """
+    if treatment_key is None:
+        msg = "`treatment_key` is required: name the adata.obs column with the binary treatment."
+        raise ValueError(msg)
+    if treatment_key not in adata.obs:
+        msg = f"Treatment key {treatment_key!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    column = adata.obs[treatment_key]
+    if column.isna().any():
+        msg = f"adata.obs[{treatment_key!r}] has {int(column.isna().sum())} missing value(s); drop or fill those cells."
+        raise ValueError(msg)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        levels = [c for c in column.cat.categories if (column == c).any()]
+    else:
+        levels = sorted(pd.unique(column).tolist())
+    if len(levels) != 2:
+        msg = (
+            f"adata.obs[{treatment_key!r}] must have exactly two levels (treated and control), found "
+            f"{len(levels)}: {levels[:10]}. Subset the cells or build a binary column."
+        )
+        raise ValueError(msg)
+    if control_level is not None:
+        if control_level not in levels:
+            msg = (
+                f"control_level={control_level!r} is not a level of adata.obs[{treatment_key!r}]; levels are {levels}."
+            )
+            raise ValueError(msg)
+        return [control_level, next(level for level in levels if level != control_level)]
+    numeric = pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)
+    if numeric and set(levels) <= {0, 1}:
+        return [levels[0], levels[1]]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        logger.info("Treatment %r: control level %r (first category)", treatment_key, levels[0])
+        return levels
+    msg = (
+        f"adata.obs[{treatment_key!r}] has levels {levels}; say which is the control with "
+        f"`control_level=` (e.g. control_level={levels[0]!r})."
+    )
+    raise ValueError(msg)
+
+
+def validate_covariates(adata: AnnData, categorical_keys: list[str] | None, continuous_keys: list[str] | None) -> None:
+    """Missing keys and NaNs raise; constant covariates warn (they are absorbed by the intercept)."""
+    for kind, keys in (("categorical", categorical_keys), ("continuous", continuous_keys)):
+        for key in keys or []:
+            if key not in adata.obs:
+                msg = (
+                    f"{kind.capitalize()} covariate {key!r} not found in adata.obs "
+                    f"(columns: {list(adata.obs.columns)})."
+                )
+                raise KeyError(msg)
+            column = adata.obs[key]
+            if column.isna().any():
+                n_missing = int(column.isna().sum())
+                msg = f"Covariate adata.obs[{key!r}] has {n_missing} missing value(s); drop or fill those cells."
+                raise ValueError(msg)
+            if kind == "continuous":
+                if not pd.api.types.is_numeric_dtype(column):
+                    msg = (
+                        f"Continuous covariate adata.obs[{key!r}] has dtype {column.dtype}; pass it in "
+                        "`categorical_covariate_keys` instead."
+                    )
+                    raise ValueError(msg)
+                if not np.all(np.isfinite(column.to_numpy(dtype=float))):
+                    msg = f"Covariate adata.obs[{key!r}] has infinite values."
+                    raise ValueError(msg)
+            if column.nunique() < 2:
+                warnings.warn(
+                    f"Covariate adata.obs[{key!r}] is constant; it adds nothing beyond the intercept.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+
+def validate_size_factor(adata: AnnData, size_factor_key: str | None) -> None:
+    """The size factor must be a positive, finite ``obs`` column."""
+    if size_factor_key is None:
+        return
+    if size_factor_key not in adata.obs:
+        msg = f"Size factor key {size_factor_key!r} not found in adata.obs."
+        raise KeyError(msg)
+    values = adata.obs[size_factor_key].to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or values.min() <= 0:
+        msg = f"adata.obs[{size_factor_key!r}] must be positive and finite (it enters as log offset)."
+        raise ValueError(msg)
+
+
+def validate_dispersion(adata: AnnData, dispersion_key: str) -> np.ndarray:
+    """Known NB dispersions from ``adata.var[dispersion_key]``: positive and finite."""
+    if dispersion_key not in adata.var:
+        msg = f"Dispersion key {dispersion_key!r} not found in adata.var (columns: {list(adata.var.columns)})."
+        raise KeyError(msg)
+    values = adata.var[dispersion_key].to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or values.min() <= 0:
+        msg = f"adata.var[{dispersion_key!r}] must hold positive, finite NB dispersions (Var = mu + alpha mu^2)."
+        raise ValueError(msg)
+    return values

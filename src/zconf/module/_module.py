@@ -1,0 +1,297 @@
+"""ZConfModule: the generator, classifier and NB head wired together (pure torch, no AnnData)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+
+from zconf._constants import (
+    GENERATOR_INPUTS,
+    MODULE_KEYS,
+    PHASE_SUBNETS,
+    REGISTRY_KEYS,
+    RELAXATIONS,
+    SUBNETS,
+    Y_TRANSFORMS,
+)
+
+from ._components import Generator, NBHead, TreatmentClassifier
+from ._losses import bernoulli_kl, bernoulli_nll, nb_log_likelihood
+
+#: The exact marginal enumerates 2**n_latent states per cell; beyond this it is too costly.
+MAX_MARGINAL_LATENT = 6
+
+
+def _check_choice(name: str, value, choices: Sequence) -> None:
+    if value not in choices:
+        msg = f"`{name}` must be one of {list(choices)}, got {value!r}."
+        raise ValueError(msg)
+
+
+class ZConfModule(BaseModuleClass):
+    """Infers a binary confounder Z from (X, D, Y) and models D ~ [X, Z] and Y ~ [X, D, Z].
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_continuous_cov
+        Number of continuous covariates (used as they are).
+    n_cats_per_cov
+        Number of categories of each categorical covariate (one-hot, first level dropped
+        when the heads have an intercept, so the design stays full rank).
+    n_hidden
+        Hidden units of the generator.
+    n_latent
+        Number of binary confounders.
+    relaxation
+        How the losses treat the binary Z:
+
+        * ``"marginal"``: the exact expectation over the 2**n_latent states of Z under the generator's
+          probabilities q(Z | ·), plus KL(q || Bernoulli prior): a negative ELBO, so the alternating
+          schedule is variational EM (predictor phases are M-steps, generator phases E-steps). The
+          prior P(Z=1) is learned in the predictor phases.
+        * ``"straight_through"``: the notebook's hard 0/1 Z-hat in the forward pass with the sigmoid's
+          gradient, and no prior term.
+    intercept
+        Whether the classifier and the NB head have an intercept.
+    fixed_dispersion
+        Known per-gene NB dispersions α; ``None`` learns them.
+    y_transform
+        How counts enter the generator: ``"log1p"``, raw ``"counts"`` (the notebook), or
+        ``"log1p_normalized"`` (log1p of counts scaled to 10⁴ per cell).
+    generator_inputs
+        Which of ``"covariates"``, ``"treatment"``, ``"counts"`` the generator sees.
+    use_size_factor
+        Whether a registered size factor enters the NB head as a log offset.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        *,
+        n_continuous_cov: int = 0,
+        n_cats_per_cov: Sequence[int] | None = None,
+        n_hidden: int = 128,
+        n_latent: int = 1,
+        relaxation: str = "marginal",
+        intercept: bool = True,
+        fixed_dispersion: torch.Tensor | None = None,
+        y_transform: str = "log1p",
+        generator_inputs: Sequence[str] = GENERATOR_INPUTS,
+        use_size_factor: bool = False,
+    ):
+        super().__init__()
+        _check_choice("relaxation", relaxation, RELAXATIONS)
+        _check_choice("y_transform", y_transform, Y_TRANSFORMS)
+        for name in generator_inputs:
+            _check_choice("generator_inputs", name, GENERATOR_INPUTS)
+        if "counts" not in generator_inputs:
+            msg = f"`generator_inputs` must include 'counts' (Z is inferred from Y), got {list(generator_inputs)}."
+            raise ValueError(msg)
+        if n_latent < 1 or n_hidden < 1:
+            msg = f"`n_latent` and `n_hidden` must be >= 1, got n_latent={n_latent}, n_hidden={n_hidden}."
+            raise ValueError(msg)
+        if relaxation == "marginal" and n_latent > MAX_MARGINAL_LATENT:
+            msg = (
+                f"relaxation='marginal' enumerates 2**n_latent states; n_latent={n_latent} exceeds "
+                f"{MAX_MARGINAL_LATENT}. Use relaxation='straight_through' or fewer latents."
+            )
+            raise ValueError(msg)
+        self.n_input = n_input
+        self.n_latent = n_latent
+        self.relaxation = relaxation
+        self.y_transform = y_transform
+        self.generator_inputs = tuple(generator_inputs)
+        self.use_size_factor = use_size_factor
+        self.intercept = intercept
+        self.n_cats_per_cov = list(n_cats_per_cov or [])
+        self.n_continuous_cov = n_continuous_cov
+        drop = 1 if intercept else 0
+        n_cov = n_continuous_cov + sum(max(n - drop, 0) for n in self.n_cats_per_cov)
+        self.n_covariates = n_cov
+
+        n_gen_in = (
+            n_input
+            + (n_cov if "covariates" in self.generator_inputs else 0)
+            + (1 if "treatment" in self.generator_inputs else 0)
+        )
+        self.generator = Generator(n_gen_in, n_latent, n_hidden)
+        self.classifier = TreatmentClassifier(n_cov, n_latent, intercept=intercept)
+        self.nb_head = NBHead(n_cov, n_latent, n_input, intercept=intercept, fixed_dispersion=fixed_dispersion)
+        # Prior logit of P(Z=1): an M-step parameter, optimised with the classifier (the model of
+        # "who is treated and why"), used only by the marginal relaxation.
+        self.z_prior_logit = torch.nn.Parameter(torch.zeros(n_latent))
+        states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n_latent)))  # (2**n_latent, n_latent)
+        self.register_buffer("states", states)
+
+    # ------------------------------------------------------------------ parameter groups and phases
+    def subnet_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Trainable parameters of each sub-network, keyed by the names in ``SUBNETS``."""
+        return {
+            "generator": list(self.generator.parameters()),
+            "classifier": [*self.classifier.parameters(), self.z_prior_logit],
+            "nb_head": list(self.nb_head.parameters()),
+        }
+
+    def set_phase(self, phase: str | None) -> None:
+        """Freeze every sub-network the phase does not train; ``None`` unfreezes all.
+
+        In a predictor phase the generator is frozen, so Z-hat carries no gradient; in a generator phase
+        the heads are frozen, and gradients flow through them into the generator. One forward and one
+        backward per step then suffice.
+        """
+        active = SUBNETS if phase is None else PHASE_SUBNETS[phase]
+        for name, params in self.subnet_parameters().items():
+            for param in params:
+                param.requires_grad_(name in active)
+
+    # ------------------------------------------------------------------ design and inputs
+    def design(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Covariate design matrix X, shape ``(n_obs_minibatch, n_covariates)``."""
+        y = tensors[REGISTRY_KEYS.X_KEY]
+        parts = [y.new_zeros(y.shape[0], 0)]
+        if self.n_continuous_cov:
+            parts.append(tensors[REGISTRY_KEYS.CONT_COVS_KEY].float())
+        if self.n_cats_per_cov:
+            drop = 1 if self.intercept else 0
+            codes = tensors[REGISTRY_KEYS.CAT_COVS_KEY]
+            for j, n_cat in enumerate(self.n_cats_per_cov):
+                parts.append(F.one_hot(codes[:, j].long(), n_cat).float()[:, drop:])
+        return torch.cat(parts, dim=-1)
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
+        return {
+            MODULE_KEYS.Y_KEY: tensors[REGISTRY_KEYS.X_KEY],
+            MODULE_KEYS.D_KEY: tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float(),
+            MODULE_KEYS.COVARIATES_KEY: self.design(tensors),
+        }
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor], **kwargs
+    ) -> dict[str, torch.Tensor | None]:
+        size_factor = tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY) if self.use_size_factor else None
+        return {
+            MODULE_KEYS.Z_KEY: inference_outputs[MODULE_KEYS.Z_KEY],
+            MODULE_KEYS.D_KEY: tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float(),
+            MODULE_KEYS.COVARIATES_KEY: self.design(tensors),
+            MODULE_KEYS.SIZE_FACTOR_KEY: size_factor,
+        }
+
+    def _transform_counts(self, y: torch.Tensor) -> torch.Tensor:
+        if self.y_transform == "counts":
+            return y
+        if self.y_transform == "log1p":
+            return torch.log1p(y)
+        library = y.sum(-1, keepdim=True).clamp_min(1.0)
+        return torch.log1p(y / library * 1e4)
+
+    # ------------------------------------------------------------------ inference and generative
+    @auto_move_data
+    def inference(self, y: torch.Tensor, d: torch.Tensor, covariates: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Generator pass: Z logits, probabilities and the straight-through hard Z-hat."""
+        inputs = []
+        if "covariates" in self.generator_inputs:
+            inputs.append(covariates)
+        if "treatment" in self.generator_inputs:
+            inputs.append(d.unsqueeze(-1))
+        inputs.append(self._transform_counts(y))
+        z_logits = self.generator(torch.cat(inputs, dim=-1))  # (n_obs_minibatch, n_latent)
+        z_prob = torch.sigmoid(z_logits)
+        z_hard = (z_prob > 0.5).to(z_prob.dtype)
+        z = z_hard + (z_prob - z_prob.detach())  # forward: exactly 0/1 (x - x == 0); backward: d sigmoid
+        return {MODULE_KEYS.Z_LOGITS_KEY: z_logits, MODULE_KEYS.Z_PROB_KEY: z_prob, MODULE_KEYS.Z_KEY: z}
+
+    @auto_move_data
+    def generative(
+        self,
+        z: torch.Tensor,
+        d: torch.Tensor,
+        covariates: torch.Tensor,
+        size_factor: torch.Tensor | None = None,
+        states: bool | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Heads evaluated at each Z state: every 2**n_latent state (marginal) or at Z-hat.
+
+        Returns ``d_logit`` ``(n_obs_minibatch, n_states)`` and ``log_mean``
+        ``(n_obs_minibatch, n_states, n_vars)``; ``n_states`` is 1 at Z-hat.
+        """
+        use_states = self.relaxation == "marginal" if states is None else states
+        n_obs = d.shape[0]
+        if use_states:
+            z_states = self.states.unsqueeze(0).expand(n_obs, -1, -1)  # (n_obs_minibatch, n_states, n_latent)
+        else:
+            z_states = z.unsqueeze(1)  # (n_obs_minibatch, 1, n_latent)
+        n_states = z_states.shape[1]
+        cov = covariates.unsqueeze(1).expand(-1, n_states, -1)  # (n_obs_minibatch, n_states, n_covariates)
+        d_states = d.unsqueeze(1).expand(-1, n_states)  # (n_obs_minibatch, n_states)
+        d_logit = self.classifier(cov, z_states)
+        log_mean = self.nb_head(cov, d_states, z_states)
+        if size_factor is not None:
+            log_mean = log_mean + torch.log(size_factor).unsqueeze(1)
+        return {
+            MODULE_KEYS.D_LOGIT_KEY: d_logit,
+            MODULE_KEYS.LOG_MEAN_KEY: log_mean,
+            MODULE_KEYS.STATES_KEY: z_states,
+        }
+
+    def state_log_weights(self, z_logits: torch.Tensor, z_states: torch.Tensor) -> torch.Tensor:
+        """Log q(state) for each cell and state, ``(n_obs_minibatch, n_states)``."""
+        log_p1 = F.logsigmoid(z_logits).unsqueeze(1)
+        log_p0 = F.logsigmoid(-z_logits).unsqueeze(1)
+        return (z_states * log_p1 + (1 - z_states) * log_p0).sum(-1)
+
+    # ------------------------------------------------------------------ loss
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+        bce_weight: float = 1.0,
+        nb_weight: float = 1.0,
+        kl_weight: float = 1.0,
+    ) -> LossOutput:
+        """Per-cell objective, averaged over the minibatch.
+
+        Both likelihoods are on their natural per-cell scale (NB summed over genes, BCE per cell):
+        this is the log-likelihood of the generative model, and it is what makes copying D into Z-hat
+        unrewarding under the marginal relaxation (the prior term then charges for the bits gained on D).
+
+        Returns
+        -------
+        :class:`~scvi.module.base.LossOutput` with ``loss`` the weighted objective, ``reconstruction_loss``
+        the weighted expected negative log-likelihood per cell, ``kl_local`` the prior term per cell, and
+        ``extra_metrics`` ``classifier_loss`` (BCE) and ``nb_loss`` (NB NLL), both per cell.
+        """
+        y = tensors[REGISTRY_KEYS.X_KEY].float()
+        d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
+        d_logit = generative_outputs[MODULE_KEYS.D_LOGIT_KEY]
+        log_mean = generative_outputs[MODULE_KEYS.LOG_MEAN_KEY]
+        nll_d = bernoulli_nll(d_logit, d.unsqueeze(-1))  # (n_obs_minibatch, n_states)
+        nll_y = -nb_log_likelihood(y.unsqueeze(1), log_mean, self.nb_head.clamped_log_theta()).sum(-1)
+        z_logits = inference_outputs[MODULE_KEYS.Z_LOGITS_KEY]
+        if log_mean.shape[1] > 1:  # exact expectation over the states
+            weights = self.state_log_weights(z_logits, generative_outputs[MODULE_KEYS.STATES_KEY]).exp()
+            kl = bernoulli_kl(z_logits, self.z_prior_logit).sum(-1)  # (n_obs_minibatch,)
+        else:
+            weights = torch.ones_like(nll_d)
+            kl = torch.zeros_like(d)
+        bce = (weights * nll_d).sum(-1)  # (n_obs_minibatch,)
+        nb = (weights * nll_y).sum(-1)
+        reconstruction = bce_weight * bce + nb_weight * nb
+        loss = torch.mean(reconstruction + kl_weight * kl)
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction,
+            kl_local=kl,
+            extra_metrics={"classifier_loss": bce.mean().detach(), "nb_loss": nb.mean().detach()},
+        )
+
+    def sample(self, *args, **kwargs):
+        """Sampling new data is not part of ZConf; use :func:`zconf.data.simulate` for synthetic data."""
+        msg = "ZConfModule does not sample new data; use zconf.data.simulate for synthetic counts."
+        raise NotImplementedError(msg)

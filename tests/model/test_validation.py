@@ -1,0 +1,117 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import zconf
+from tests.conftest import setup
+
+
+def _with_layer(adata, values):
+    adata.layers["counts"] = values
+    return adata
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (lambda a: _with_layer(a, np.log1p(a.layers["counts"])), ValueError, "non-integer"),
+        (lambda a: _with_layer(a, a.layers["counts"] - 5), ValueError, "negative"),
+        (
+            lambda a: _with_layer(a, np.where(np.eye(*a.shape) > 0, np.nan, a.layers["counts"])),
+            ValueError,
+            "NaN",
+        ),
+        (
+            lambda a: _with_layer(a, np.where(np.eye(*a.shape) > 0, np.inf, a.layers["counts"])),
+            ValueError,
+            "infinite",
+        ),
+        (lambda a: a[:0].copy(), ValueError, "empty"),
+    ],
+)
+def test_bad_counts(adata, mutate, error, match):
+    with pytest.raises(error, match=match):
+        setup(mutate(adata))
+
+
+def test_missing_layer(adata):
+    with pytest.raises(KeyError, match="Layer 'raw' not found"):
+        setup(adata, layer="raw")
+
+
+def test_treatment_errors(adata):
+    with pytest.raises(KeyError, match="'stim' not found"):
+        setup(adata, treatment_key="stim")
+    with pytest.raises(ValueError, match="treatment_key` is required"):
+        setup(adata, treatment_key=None)
+    adata.obs["one"] = 1
+    with pytest.raises(ValueError, match="exactly two levels"):
+        setup(adata, treatment_key="one")
+    adata.obs["three"] = np.arange(adata.n_obs) % 3
+    with pytest.raises(ValueError, match="exactly two levels"):
+        setup(adata, treatment_key="three")
+    adata.obs["nan"] = np.where(np.arange(adata.n_obs) == 0, np.nan, adata.obs["treatment"])
+    with pytest.raises(ValueError, match="missing value"):
+        setup(adata, treatment_key="nan")
+    adata.obs["str"] = np.where(adata.obs["treatment"] == 1, "drug", "dmso")
+    with pytest.raises(ValueError, match="control_level"):
+        setup(adata, treatment_key="str")
+    with pytest.raises(ValueError, match="not a level"):
+        setup(adata, treatment_key="str", control_level="DMSO")
+
+
+def test_covariate_errors(adata):
+    with pytest.raises(KeyError, match="'age' not found"):
+        setup(adata, continuous_covariate_keys=["age"])
+    adata.obs["bad"] = np.where(np.arange(adata.n_obs) == 3, np.nan, 1.0 * np.arange(adata.n_obs))
+    with pytest.raises(ValueError, match="missing value"):
+        setup(adata, continuous_covariate_keys=["bad"])
+    adata.obs["const"] = 1.0
+    with pytest.warns(UserWarning, match="constant"):
+        setup(adata, continuous_covariate_keys=["x0", "const"])
+
+
+def test_batch_size_larger_than_data(adata):
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    with pytest.raises(ValueError, match="batch_size=500 exceeds"):
+        model.train(max_epochs=1, batch_size=500)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"relaxation": "soft"}, "relaxation"),
+        ({"y_transform": "sqrt"}, "y_transform"),
+        ({"generator_inputs": ("treatment",)}, "counts"),
+        ({"n_latent": 0}, "n_latent"),
+        ({"dispersion_key": "nope"}, "not found in adata.var"),
+    ],
+)
+def test_bad_model_arguments(adata, kwargs, match):
+    setup(adata)
+    with pytest.raises((ValueError, KeyError), match=match):
+        zconf.ZConf(adata, **kwargs)
+
+
+def test_genes_differ_from_training(trained):
+    model, adata = trained
+    other = adata[:, :40].copy()
+    with pytest.raises(ValueError, match="(?i)number of vars|genes|var"):
+        model.get_latent_representation(other)
+
+
+def test_all_zero_gene_warns(adata):
+    counts = adata.layers["counts"].copy()
+    counts[:, 0] = 0
+    adata.layers["counts"] = counts
+    with pytest.warns(UserWarning, match="no counts"):
+        setup(adata)
+
+
+def test_categorical_treatment_first_category_is_control(adata):
+    adata.obs["cond"] = pd.Categorical(np.where(adata.obs["treatment"] == 1, "b", "a"), categories=["b", "a"])
+    setup(adata, treatment_key="cond")
+    model = zconf.ZConf(adata, n_hidden=8)
+    _, d = model.get_design()
+    np.testing.assert_array_equal(d, (adata.obs["cond"] == "a").to_numpy().astype(float))

@@ -1,0 +1,60 @@
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from zconf.module import ZConfModule, nb_deviance, nb_log_likelihood
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    y=st.integers(min_value=0, max_value=5000),
+    mean=st.floats(min_value=1e-3, max_value=1e4),
+    dispersion=st.floats(min_value=1e-3, max_value=50.0),
+)
+def test_nb_matches_scipy(y, mean, dispersion):
+    theta = 1.0 / dispersion
+    ours = nb_log_likelihood(
+        torch.tensor(float(y), dtype=torch.float64),
+        torch.tensor(np.log(mean), dtype=torch.float64),
+        torch.tensor(np.log(theta), dtype=torch.float64),
+    ).item()
+    expected = stats.nbinom.logpmf(y, theta, theta / (theta + mean))
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    y=st.integers(min_value=0, max_value=10**6),
+    log_mean=st.floats(min_value=-10, max_value=14),
+    log_theta=st.floats(min_value=-8, max_value=8),
+)
+def test_deviance_nonnegative_and_zero_at_saturation(y, log_mean, log_theta):
+    y_t = torch.tensor(float(y), dtype=torch.float64)
+    lt = torch.tensor(log_theta, dtype=torch.float64)
+    dev = nb_deviance(y_t, torch.tensor(log_mean, dtype=torch.float64), lt).item()
+    assert dev >= 0 and np.isfinite(dev)
+    if y > 0:
+        assert nb_deviance(y_t, torch.log(y_t), lt).item() < 1e-8
+
+
+def test_extreme_values_stay_finite():
+    y = torch.tensor([0.0, 1e6, 3.0, 1e6])
+    log_mean = torch.tensor([80.0, -80.0, 0.0, 13.8])
+    log_theta = torch.tensor([-50.0, 50.0, 30.0, -30.0])
+    assert torch.isfinite(nb_log_likelihood(y, log_mean, log_theta)).all()
+
+
+def test_straight_through_forward_is_binary_and_gradient_is_sigmoid():
+    module = ZConfModule(n_input=5, n_continuous_cov=2, n_hidden=4)
+    y = torch.poisson(torch.full((8, 5), 3.0))
+    d = torch.tensor([0.0, 1.0] * 4)
+    cov = torch.rand(8, 2)
+    out = module.inference(y, d, cov)
+    z = out["z"]
+    assert set(z.detach().unique().tolist()) <= {0.0, 1.0}
+    logits = out["z_logits"]
+    (grad_z,) = torch.autograd.grad(z.sum(), logits, retain_graph=False)
+    p = torch.sigmoid(logits.detach())
+    torch.testing.assert_close(grad_z, p * (1 - p))

@@ -1,0 +1,103 @@
+import matplotlib
+
+matplotlib.use("agg")
+import numpy as np
+import pytest
+import scanpy as sc
+from matplotlib.collections import PathCollection
+
+import zconf
+from zconf.metrics._latent import _pearson
+
+
+@pytest.fixture(scope="module")
+def annotated(trained):
+    model, adata = trained
+    return model, model.annotate_adata(copy=True)
+
+
+def _n_points(ax):
+    return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+
+
+def test_zhat_vs_true(annotated, tmp_path):
+    _, adata = annotated
+    ax = zconf.pl.zhat_vs_true(adata, soft=True, show=False, save=str(tmp_path / "z.png"))
+    assert (tmp_path / "z.png").stat().st_size > 0
+    assert _n_points(ax) == adata.n_obs
+    r, _ = _pearson(adata.obsm["z_true"][:, 0], adata.obs["zconf_z0"].to_numpy())
+    assert f"r = {r:.3f}" in ax.get_title()
+    ols = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(ols) == 1 and ols[0].get_color() == "orange"
+
+
+def test_treatment_logits(annotated, tmp_path):
+    _, adata = annotated
+    ax = zconf.pl.treatment_logits(adata, show=False, save=str(tmp_path / "d.png"))
+    assert _n_points(ax) == adata.n_obs
+    styles = sorted(line.get_linestyle() for line in ax.get_lines())
+    assert styles == ["--", ":"]
+    assert "r = " in ax.get_title()
+
+
+def test_gene_correlations(annotated, tmp_path):
+    _, adata = annotated
+    ax = zconf.pl.gene_correlations(adata, show=False, save=str(tmp_path / "g.png"))
+    r = zconf.metrics.per_gene_correlation(np.log(adata.layers["zconf_mean"]), adata.layers["log_mean_true"])
+    assert f"mean = {np.nanmean(r):.3f}" in ax.get_title()
+    assert sum(p.get_height() for p in ax.patches) == np.isfinite(r).sum()
+
+
+def test_history(annotated, tmp_path):
+    model, _ = annotated
+    axes = zconf.pl.history(model, smooth_alpha=0.3, show=False, save=str(tmp_path / "h.png"))
+    assert len(axes) == 2
+    labels = [line.get_label() for line in axes[0].get_lines()]
+    assert {"total", "BCE (D)", "NB (Y)"} <= set(labels)
+    fig = zconf.pl.history(model, return_fig=True)
+    assert len(fig.axes) == 2
+
+
+def test_zhat_by_group(annotated, tmp_path):
+    _, adata = annotated
+    ax = zconf.pl.zhat_by_group(adata, "treatment", show=False, save=str(tmp_path / "grp.png"))
+    assert "by treatment" in ax.get_title()
+    with pytest.raises(KeyError, match="donor"):
+        zconf.pl.zhat_by_group(adata, "donor", show=False)
+
+
+def test_missing_truth_key_is_clear(annotated):
+    _, adata = annotated
+    with pytest.raises(KeyError, match="not found"):
+        zconf.pl.zhat_vs_true(adata, true_key="z_missing", show=False)
+
+
+def test_history_untrained_model_errors(adata):
+    from tests.conftest import setup
+
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    with pytest.raises(RuntimeError, match="train"):
+        zconf.pl.history(model, show=False)
+
+
+def test_scanpy_interoperability(trained, tmp_path):
+    model, adata = trained
+    ad = model.annotate_adata(copy=True)
+    sc.pp.neighbors(ad, use_rep="X_zconf", n_neighbors=10)
+    sc.tl.umap(ad, min_dist=0.5)
+    sc.pl.umap(ad, color="zconf_z0", show=False)
+    ad.obs["condition"] = ad.obs["treatment"].map({0: "control", 1: "treated"}).astype("category")
+    sc.pl.violin(ad, "zconf_z0", groupby="condition", show=False)
+
+
+def test_embedding_with_two_latents(adata):
+    from tests.conftest import FAST_TRAIN, setup
+
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=2)
+    model.train(**FAST_TRAIN)
+    model.annotate_adata()
+    assert adata.obsm["X_zconf"].shape == (adata.n_obs, 2)
+    ax = sc.pl.embedding(adata, basis="zconf", color="zconf_z1", show=False)
+    assert ax is not None
