@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-from . import data, metrics, pl
+from . import data, metrics, pl, presets
 from .model import ZConf
 
-__all__ = ["ZConf", "__version__", "data", "metrics", "pl"]
+__all__ = ["ZConf", "__version__", "data", "metrics", "pl", "presets"]

@@ -142,6 +142,11 @@ def leakage(z_hat, d, z_true=None) -> dict[str, float]:
         z_true = _as_2d(z_true, "z_true")
         _check_lengths(z_hat=z_hat, z_true=z_true)
         d_res = _residualise(d, z_true)
-        pcorr = [abs(_pearson(_residualise(z_hat[:, j], z_true), d_res)[0]) for j in range(z_hat.shape[1])]
+        pcorr = []
+        for j in range(z_hat.shape[1]):
+            z_res = _residualise(z_hat[:, j], z_true)
+            # Z-hat fully explained by Z (e.g. perfect recovery): no D left to leak, define the value as 0
+            explained = np.nanstd(z_res) <= 1e-8 * max(np.nanstd(z_hat[:, j]), 1e-12)
+            pcorr.append(0.0 if explained else abs(_pearson(z_res, d_res)[0]))
         out["pcorr_d_given_z"] = float(np.nanmax(pcorr))
     return out
