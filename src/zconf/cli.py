@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_lightning()
     try:
         return args.func(args)
-    except (UserError, KeyError, ValueError, FileNotFoundError) as err:
+    except (UserError, KeyError, ValueError, FileNotFoundError, FileExistsError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"zconf {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from zconf._constants import GENERATOR_INPUTS, MODULE_KEYS, OUTPUT_KEYS, REGISTR
 from zconf.module import ZConfModule
 from zconf.train import ZConfTrainingPlan
 
-from . import _validation
+from . import _persistence, _validation
 from ._fields import TreatmentObsField
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,8 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
             Number of epochs (predictor and generator epochs both count). ``None`` picks about 1,600
             minibatch steps, between 20 and 100 epochs (:func:`default_max_epochs`).
         batch_size
-            Minibatch size. Default 128.
+            Minibatch size. Default 128, or all cells when there are fewer; a larger value than the number of
+            cells raises an error.
         train_size
             Fraction of cells used for training. Default 1.0: Z-hat is a per-cell latent, so every cell
             informs the fit, as in a GLM or factor model; pass e.g. 0.9 to monitor a validation loss.
@@ -231,6 +232,10 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
         n_obs = self.adata.n_obs
         if train_kwargs["max_epochs"] is None:
             train_kwargs["max_epochs"] = default_max_epochs(n_obs, train_kwargs["batch_size"])
+        if batch_size is None and train_kwargs["batch_size"] > n_obs:
+            # only the default shrinks to fit small data; a batch_size the user chose is never changed
+            train_kwargs["batch_size"] = n_obs
+            logger.info("Using batch_size=%d (all cells): the data has fewer cells than the default 128.", n_obs)
         if train_kwargs["batch_size"] > n_obs:
             msg = (
                 f"batch_size={train_kwargs['batch_size']} exceeds the {n_obs} cells; pass "
@@ -238,6 +243,62 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         super().train(**train_kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def save(
+        self,
+        dir_path: str,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        **kwargs,
+    ) -> None:
+        """Save the model atomically (scvi-tools' format, written to a temporary folder, then renamed).
+
+        Parameters
+        ----------
+        dir_path
+            Folder to write.
+        prefix
+            Prefix of the file names.
+        overwrite
+            Replace an existing folder; without it an existing ``dir_path`` raises :class:`FileExistsError`.
+        save_anndata
+            Also save the registered AnnData.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.save`.
+        """
+        _persistence.atomic_save(
+            lambda tmp: super(ZConf, self).save(
+                tmp, prefix=prefix, overwrite=True, save_anndata=save_anndata, **kwargs
+            ),
+            dir_path,
+            overwrite,
+        )
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
+        """Load a saved ZConf model, after checking that ``dir_path`` is one.
+
+        scvi-tools 1.4 unpickles the model file with ``weights_only=False``; zconf first scans the pickle
+        and refuses files that reference modules outside numpy, pandas, torch, scvi-tools and the standard
+        containers, and checks that the saved registry belongs to a ZConf model.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData to attach (set up like the training data); the saved one when ``None``.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load`.
+        """
+        _persistence.check_model_dir(dir_path, kwargs.get("prefix"), cls.__name__)
+        registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
+        if registry.get("model_name") != cls.__name__:
+            msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
+            raise ValueError(msg)
+        return super().load(dir_path, adata=adata, **kwargs)
 
     # ------------------------------------------------------------------ getters
     def _check_trained(self) -> None:

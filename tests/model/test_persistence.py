@@ -1,0 +1,63 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import zconf
+
+
+def test_save_refuses_overwrite_then_replaces_atomically(trained, tmp_path):
+    model, adata = trained
+    target = tmp_path / "m"
+    model.save(target)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(target)
+    model.save(target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary or backup folders left
+
+
+def test_failed_save_keeps_old_model(trained, tmp_path, monkeypatch):
+    model, adata = trained
+    target = tmp_path / "m"
+    model.save(target)
+    before = (target / "model.pt").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(target, overwrite=True)
+    assert (target / "model.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    loaded = zconf.ZConf.load(target, adata=adata)
+    np.testing.assert_array_equal(loaded.get_latent_representation(), model.get_latent_representation())
+
+
+def test_load_rejects_non_models(tmp_path, trained):
+    _, adata = trained
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        zconf.ZConf.load(tmp_path / "nope", adata=adata)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="model.pt is missing"):
+        zconf.ZConf.load(tmp_path / "empty", adata=adata)
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "model.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a torch model file"):
+        zconf.ZConf.load(tmp_path / "text", adata=adata)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_load_refuses_unsafe_pickle(tmp_path, trained):
+    _, adata = trained
+    (tmp_path / "evil").mkdir()
+    torch.save(
+        {"model_state_dict": {}, "attr_dict": {"x": _Evil()}}, tmp_path / "evil" / "model.pt", pickle_module=pickle
+    )
+    with pytest.raises(ValueError, match="Refusing to load"):
+        zconf.ZConf.load(tmp_path / "evil", adata=adata)
