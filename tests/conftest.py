@@ -52,3 +52,13 @@ def fitted_seed_preset():
     model = zconf.ZConf(adata)
     model.train(max_epochs=60, accelerator="cpu", enable_progress_bar=False)
     return model, adata
+
+
+@pytest.fixture(scope="session")
+def fitted_confounded():
+    """A default model trained on a small 'confounded' preset (effects and sensitivity checks)."""
+    scvi.settings.seed = 0
+    adata = setup(zconf.data.simulate("confounded", n_obs=800, n_vars=60, random_state=2))
+    model = zconf.ZConf(adata)
+    model.train(max_epochs=60, accelerator="cpu", enable_progress_bar=False)
+    return model, adata

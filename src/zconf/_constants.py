@@ -49,6 +49,7 @@ PHASE_SUBNETS: dict[str, tuple[str, ...]] = {
     "generator": ("generator",),
     "joint": SUBNETS,
 }
-RELAXATIONS: tuple[str, ...] = ("marginal", "straight_through")
+RELAXATIONS: tuple[str, ...] = ("marginal", "straight_through", "gumbel", "continuous")
+LOSS_SCALES: tuple[str, ...] = ("cell", "element")
 Y_TRANSFORMS: tuple[str, ...] = ("log1p", "counts", "log1p_normalized")
 GENERATOR_INPUTS: tuple[str, ...] = ("covariates", "treatment", "counts")

@@ -1,9 +1,12 @@
 """Diagnostics: arrays in, numbers out."""
 
+from ._dbpr import deviance_partial_r2, deviance_partial_r2_from_arrays
 from ._genes import per_gene_correlation, treatment_auroc, treatment_auroc_from_arrays
 from ._latent import latent_recovery, leakage
 
 __all__ = [
+    "deviance_partial_r2",
+    "deviance_partial_r2_from_arrays",
     "latent_recovery",
     "leakage",
     "per_gene_correlation",

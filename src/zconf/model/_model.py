@@ -19,6 +19,7 @@ from zconf.module import ZConfModule
 from zconf.train import ZConfTrainingPlan
 
 from . import _persistence, _validation
+from ._effects import TreatmentEffectsMixin
 from ._fields import TreatmentObsField
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _h5ad_safe(value):
     return value
 
 
-class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
+class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Infer an unmeasured binary confounder Z-hat from covariates X, treatment D and counts Y.
 
     The module has three sub-networks: a generator (an MLP on [X, D, Y] with ``n_hidden`` ReLU units and
@@ -73,7 +74,10 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
         ``"marginal"`` (default): the losses are the exact expectation over Z's 2**n_latent states under the
         generator's probabilities plus a KL to a learned Bernoulli prior, a negative ELBO; alternating
         phases are then variational EM. ``"straight_through"``: the notebook's hard Z-hat with the sigmoid
-        gradient and no prior term; it can reward Z-hat for copying D (see the docs).
+        gradient and no prior term; it can reward Z-hat for copying D (see the docs). ``"gumbel"``: a
+        Gumbel-sigmoid sample binarised straight-through, temperature annealed from 2 to 0.5.
+        ``"continuous"``: the sigmoid probabilities enter the heads. Only ``"marginal"`` has a guarantee
+        (it is an ELBO); the others are kept for comparison, and measured in ``benchmarks/options.py``.
     intercept
         Whether the classifier and the NB head have an intercept. On by default: real genes have very
         different baseline expression and real treatments are rarely 50/50, which a model without
@@ -242,7 +246,31 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
                 f"batch_size <= {n_obs} to train()."
             )
             raise ValueError(msg)
+        if train_kwargs["plan_kwargs"].get("dbpr_weight", 0) > 0:
+            self.fit_baselines()
         super().train(**train_kwargs)
+
+    def fit_baselines(self) -> None:
+        """Fit the baselines without Z that the DBPR terms compare against, by IRLS to convergence.
+
+        Logistic D ~ [1, X] and per-gene NB Y ~ [1, X, D] (with its own Pearson dispersion), on the training
+        data; stored in the module's buffers (and so saved with the model).
+        """
+        from zconf.glm import fit_logistic_glm, fit_nb_glm
+
+        data = self.regression_data()
+        covariates, _ = self.get_design()
+        ones = np.ones((len(covariates), 1))
+        counts = data["counts"]
+        dense = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
+        d_fit = fit_logistic_glm(data["treatment"], np.hstack([ones, covariates]))
+        nb_fit = fit_nb_glm(dense, np.hstack([ones, covariates, data["treatment"][:, None]]), offset=data["offset"])
+        module = self.module
+        with torch.no_grad():
+            module.baseline_d_coef.copy_(torch.as_tensor(d_fit.coef[0], dtype=torch.float32))
+            module.baseline_nb_coef.copy_(torch.as_tensor(nb_fit.coef, dtype=torch.float32))
+            module.baseline_log_theta.copy_(torch.as_tensor(-np.log(nb_fit.dispersion), dtype=torch.float32))
+            module.baselines_fitted.fill_(True)
 
     # ------------------------------------------------------------------ persistence
     def save(
@@ -389,14 +417,24 @@ class ZConf(UnsupervisedTrainingMixin, BaseModelClass):
         return result
 
     @torch.inference_mode()
-    def get_design(self, adata: AnnData | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The covariate design X ``(n_obs, n_covariates)`` and treatment D ``(n_obs,)`` the heads use."""
+    def get_design(
+        self, adata: AnnData | None = None, reference_coding: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The covariate design X ``(n_obs, n_covariates)`` and treatment D ``(n_obs,)``, in input order.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; the training data when ``None``.
+        reference_coding
+            Drop the first level of each categorical covariate (default: as the heads do, i.e. when they
+            have an intercept).
+        """
         adata = self._validate_anndata(adata)
         covariates, treatment = [], []
         for tensors in self._make_data_loader(adata=adata):
-            inputs = self.module._get_inference_input(tensors)
-            covariates.append(inputs[MODULE_KEYS.COVARIATES_KEY].cpu())
-            treatment.append(inputs[MODULE_KEYS.D_KEY].cpu())
+            covariates.append(self.module.design(tensors, reference_coding=reference_coding).cpu())
+            treatment.append(tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float().cpu())
         return torch.cat(covariates).numpy(), torch.cat(treatment).numpy()
 
     def get_predicted_mean(

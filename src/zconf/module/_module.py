@@ -20,7 +20,7 @@ from zconf._constants import (
 )
 
 from ._components import Generator, NBHead, TreatmentClassifier
-from ._losses import bernoulli_kl, bernoulli_nll, nb_log_likelihood
+from ._losses import bernoulli_kl, bernoulli_nll, nb_deviance, nb_log_likelihood
 
 #: The exact marginal enumerates 2**n_latent states per cell; beyond this it is too costly.
 MAX_MARGINAL_LATENT = 6
@@ -57,6 +57,9 @@ class ZConfModule(BaseModuleClass):
           prior P(Z=1) is learned in the predictor phases.
         * ``"straight_through"``: the notebook's hard 0/1 Z-hat in the forward pass with the sigmoid's
           gradient, and no prior term.
+        * ``"gumbel"``: a Gumbel-sigmoid sample with temperature ``temperature`` (annealed by the training
+          plan), binarised straight-through in the forward pass; deterministic probabilities at inference.
+        * ``"continuous"``: the sigmoid probabilities themselves enter the heads.
     intercept
         Whether the classifier and the NB head have an intercept.
     fixed_dispersion
@@ -126,6 +129,14 @@ class ZConfModule(BaseModuleClass):
         # Prior logit of P(Z=1): an M-step parameter, optimised with the classifier (the model of
         # "who is treated and why"), used only by the marginal relaxation.
         self.z_prior_logit = torch.nn.Parameter(torch.zeros(n_latent))
+        #: Gumbel-sigmoid temperature, set each epoch by the training plan (relaxation="gumbel").
+        self.temperature = 1.0
+        # Baselines without Z for the DBPR terms (fitted by the model before training when used):
+        # logistic D ~ [1, X] and per-gene NB Y ~ [1, X, D] with its dispersion.
+        self.register_buffer("baseline_d_coef", torch.zeros(1 + n_cov))
+        self.register_buffer("baseline_nb_coef", torch.zeros(n_input, 2 + n_cov))
+        self.register_buffer("baseline_log_theta", torch.zeros(n_input))
+        self.register_buffer("baselines_fitted", torch.tensor(False))
         states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n_latent)))  # (2**n_latent, n_latent)
         self.register_buffer("states", states)
 
@@ -151,14 +162,18 @@ class ZConfModule(BaseModuleClass):
                 param.requires_grad_(name in active)
 
     # ------------------------------------------------------------------ design and inputs
-    def design(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Covariate design matrix X, shape ``(n_obs_minibatch, n_covariates)``."""
+    def design(self, tensors: dict[str, torch.Tensor], reference_coding: bool | None = None) -> torch.Tensor:
+        """Covariate design matrix X, shape ``(n_obs_minibatch, n_covariates)``.
+
+        Categorical covariates are one-hot encoded; with ``reference_coding`` (default: when the heads have
+        an intercept) the first level of each is dropped so that the design plus an intercept is full rank.
+        """
         y = tensors[REGISTRY_KEYS.X_KEY]
         parts = [y.new_zeros(y.shape[0], 0)]
         if self.n_continuous_cov:
             parts.append(tensors[REGISTRY_KEYS.CONT_COVS_KEY].float())
         if self.n_cats_per_cov:
-            drop = 1 if self.intercept else 0
+            drop = 1 if (self.intercept if reference_coding is None else reference_coding) else 0
             codes = tensors[REGISTRY_KEYS.CAT_COVS_KEY]
             for j, n_cat in enumerate(self.n_cats_per_cov):
                 parts.append(F.one_hot(codes[:, j].long(), n_cat).float()[:, drop:])
@@ -202,8 +217,15 @@ class ZConfModule(BaseModuleClass):
         inputs.append(self._transform_counts(y))
         z_logits = self.generator(torch.cat(inputs, dim=-1))  # (n_obs_minibatch, n_latent)
         z_prob = torch.sigmoid(z_logits)
-        z_hard = (z_prob > 0.5).to(z_prob.dtype)
-        z = z_hard + (z_prob - z_prob.detach())  # forward: exactly 0/1 (x - x == 0); backward: d sigmoid
+        if self.relaxation == "continuous":
+            z = z_prob
+        else:
+            soft = z_prob
+            if self.relaxation == "gumbel" and self.training:
+                u = torch.rand_like(z_logits).clamp(1e-6, 1 - 1e-6)
+                soft = torch.sigmoid((z_logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
+            z_hard = (soft > 0.5).to(soft.dtype)
+            z = z_hard + (soft - soft.detach())  # forward: exactly 0/1 (x - x == 0); backward: d sigmoid
         return {MODULE_KEYS.Z_LOGITS_KEY: z_logits, MODULE_KEYS.Z_PROB_KEY: z_prob, MODULE_KEYS.Z_KEY: z}
 
     @auto_move_data
@@ -254,6 +276,10 @@ class ZConfModule(BaseModuleClass):
         bce_weight: float = 1.0,
         nb_weight: float = 1.0,
         kl_weight: float = 1.0,
+        loss_scale: str = "cell",
+        dbpr_weight: float = 0.0,
+        dbpr_treatment_weight: float = 1.0,
+        dbpr_active: bool = True,
     ) -> LossOutput:
         """Per-cell objective, averaged over the minibatch.
 
@@ -282,14 +308,47 @@ class ZConfModule(BaseModuleClass):
             kl = torch.zeros_like(d)
         bce = (weights * nll_d).sum(-1)  # (n_obs_minibatch,)
         nb = (weights * nll_y).sum(-1)
-        reconstruction = bce_weight * bce + nb_weight * nb
+        nb_scaled = nb / self.n_input if loss_scale == "element" else nb
+        reconstruction = bce_weight * bce + nb_weight * nb_scaled
         loss = torch.mean(reconstruction + kl_weight * kl)
-        return LossOutput(
-            loss=loss,
-            reconstruction_loss=reconstruction,
-            kl_local=kl,
-            extra_metrics={"classifier_loss": bce.mean().detach(), "nb_loss": nb.mean().detach()},
-        )
+        extra = {"classifier_loss": bce.mean().detach(), "nb_loss": nb.mean().detach()}
+        if dbpr_weight > 0:
+            w_prime, v_prime = self.dbpr(tensors, generative_outputs, weights)
+            extra["dbpr_treatment"], extra["dbpr_genes"] = w_prime.detach(), v_prime.mean().detach()
+            if dbpr_active:  # a reward: higher partial R² lowers the generator's loss
+                loss = loss - dbpr_weight * (dbpr_treatment_weight * w_prime + v_prime.mean())
+        return LossOutput(loss=loss, reconstruction_loss=reconstruction, kl_local=kl, extra_metrics=extra)
+
+    def dbpr(
+        self, tensors: dict[str, torch.Tensor], generative_outputs: dict[str, torch.Tensor], weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minibatch deviance-based partial R² of Z-hat against the baselines without Z.
+
+        w' = 1 − dev(D | X, Z-hat) / dev(D | X) (McFadden) and v'_g = 1 − dev_g(Y | X, D, Z-hat) / dev_g(Y | X, D),
+        with the heads' predictions (expected over Z under the marginal relaxation) and the baselines
+        fitted before training; both NB deviances use the baseline's dispersion.
+        """
+        if not bool(self.baselines_fitted):
+            msg = "DBPR terms need the baselines without Z; ZConf.train() fits them when dbpr_weight > 0."
+            raise RuntimeError(msg)
+        y = tensors[REGISTRY_KEYS.X_KEY].float()
+        d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
+        cov = self.design(tensors)
+        ones = torch.ones_like(d).unsqueeze(-1)
+        d_logit0 = torch.cat([ones, cov], -1) @ self.baseline_d_coef
+        dev_d0 = 2 * bernoulli_nll(d_logit0, d).sum()
+        dev_d1 = 2 * (weights * bernoulli_nll(generative_outputs[MODULE_KEYS.D_LOGIT_KEY], d.unsqueeze(-1))).sum()
+        log_mean0 = torch.cat([ones, cov, d.unsqueeze(-1)], -1) @ self.baseline_nb_coef.T  # (n_obs_minibatch, n_vars)
+        if self.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
+            log_mean0 = log_mean0 + torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY])
+        dev_y0 = nb_deviance(y, log_mean0, self.baseline_log_theta).sum(0)  # (n_vars,)
+        dev_y1 = (
+            weights.unsqueeze(-1)
+            * nb_deviance(y.unsqueeze(1), generative_outputs[MODULE_KEYS.LOG_MEAN_KEY], self.baseline_log_theta)
+        ).sum((0, 1))
+        w_prime = 1 - dev_d1 / dev_d0.clamp_min(1e-8)
+        v_prime = 1 - dev_y1 / dev_y0.clamp_min(1e-8)
+        return w_prime, v_prime
 
     def sample(self, *args, **kwargs):
         """Sampling new data is not part of ZConf; use :func:`zconf.data.simulate` for synthetic data."""

@@ -1,4 +1,11 @@
-from ._schedule import SCHEDULES, phase_for_epoch
+from ._schedule import SCHEDULES, ConvergencePhases, phase_for_epoch, phase_for_step
 from ._trainingplan import NonFiniteLossError, ZConfTrainingPlan
 
-__all__ = ["SCHEDULES", "NonFiniteLossError", "ZConfTrainingPlan", "phase_for_epoch"]
+__all__ = [
+    "SCHEDULES",
+    "ConvergencePhases",
+    "NonFiniteLossError",
+    "ZConfTrainingPlan",
+    "phase_for_epoch",
+    "phase_for_step",
+]

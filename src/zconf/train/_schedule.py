@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEDULES: tuple[str, ...] = ("alternating", "joint")
+SCHEDULES: tuple[str, ...] = ("alternating", "joint", "converge")
 
 
 def phase_for_epoch(
@@ -48,4 +48,67 @@ def phase_for_epoch(
         raise ValueError(msg)
     if schedule == "joint":
         return "joint"
+    if schedule == "converge":
+        msg = "The 'converge' schedule depends on the losses, not the epoch; use ConvergencePhases."
+        raise ValueError(msg)
     return "predictor" if epoch % (predictor_epochs + generator_epochs) < predictor_epochs else "generator"
+
+
+def phase_for_step(step: int, predictor_steps: int) -> str:
+    """Phase of a (0-based) minibatch step when alternating at step level: K predictor steps, then one generator step.
+
+    Examples
+    --------
+    >>> [phase_for_step(s, 2) for s in range(6)]
+    ['predictor', 'predictor', 'generator', 'predictor', 'predictor', 'generator']
+    """
+    if predictor_steps < 1:
+        msg = f"`predictor_steps` (K) must be >= 1, got {predictor_steps}."
+        raise ValueError(msg)
+    return "predictor" if step % (predictor_steps + 1) < predictor_steps else "generator"
+
+
+class ConvergencePhases:
+    """Phases that last until their loss stops improving ("until convergence"), with a cap.
+
+    Each epoch's mean loss updates an exponential moving average; a phase ends when the average has not
+    improved by a relative ``tol`` for ``patience`` epochs, or after ``max_phase_epochs`` epochs.
+
+    Parameters
+    ----------
+    patience
+        Epochs without improvement that end a phase.
+    max_phase_epochs
+        Cap on a phase's length.
+    tol
+        Relative improvement that counts.
+    smoothing
+        Weight of the newest epoch in the moving average.
+    """
+
+    def __init__(self, patience: int = 2, max_phase_epochs: int = 10, tol: float = 1e-3, smoothing: float = 0.5):
+        if patience < 1 or max_phase_epochs < 1 or tol < 0 or not 0 < smoothing <= 1:
+            msg = (
+                f"Need patience >= 1, max_phase_epochs >= 1, tol >= 0 and 0 < smoothing <= 1; got "
+                f"{patience}, {max_phase_epochs}, {tol}, {smoothing}."
+            )
+            raise ValueError(msg)
+        self.patience, self.max_phase_epochs, self.tol, self.smoothing = patience, max_phase_epochs, tol, smoothing
+        self.phase = "predictor"
+        self._reset()
+
+    def _reset(self) -> None:
+        self.epochs_in_phase, self.stall, self.ema, self.best = 0, 0, None, None
+
+    def update(self, epoch_loss: float) -> str:
+        """Record an epoch's loss; return the phase of the next epoch."""
+        self.epochs_in_phase += 1
+        self.ema = epoch_loss if self.ema is None else self.smoothing * epoch_loss + (1 - self.smoothing) * self.ema
+        if self.best is None or self.ema < self.best - self.tol * abs(self.best):
+            self.best, self.stall = self.ema, 0
+        else:
+            self.stall += 1
+        if self.stall >= self.patience or self.epochs_in_phase >= self.max_phase_epochs:
+            self.phase = "generator" if self.phase == "predictor" else "predictor"
+            self._reset()
+        return self.phase

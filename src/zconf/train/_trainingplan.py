@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from scvi.module.base import BaseModuleClass
 from scvi.train import TrainingPlan
 
-from zconf._constants import PHASE_SUBNETS, SUBNETS
+from zconf._constants import LOSS_SCALES, PHASE_SUBNETS, SUBNETS
 
-from ._schedule import phase_for_epoch
+from ._schedule import SCHEDULES, ConvergencePhases, phase_for_epoch, phase_for_step
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss stops being finite; the message names the phase, term and epoch."""
+
+
+def _check_nonnegative(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 0:
+            msg = f"`{name}` must be >= 0, got {value}."
+            raise ValueError(msg)
 
 
 class ZConfTrainingPlan(TrainingPlan):
@@ -37,14 +46,36 @@ class ZConfTrainingPlan(TrainingPlan):
     eps
         Adam's epsilon. scvi-tools' default (0.01) damps the small per-parameter gradients of the
         linear heads; 1e-8 is Adam's own default.
-    predictor_epochs
-        Epochs per predictor phase (generator frozen; classifier and NB head minimise their own losses).
-    generator_epochs
-        Epochs per generator phase (heads frozen; the generator minimises the combined loss through them).
     schedule
-        ``"alternating"`` (the user's design) or ``"joint"`` (all three updated from one loss, for comparison).
+        ``"alternating"`` (default, the user's design): phases of ``predictor_epochs`` and
+        ``generator_epochs`` epochs. ``"converge"``: each phase lasts until its loss stops improving
+        (``patience``, ``convergence_tol``), at most ``max_phase_epochs``. ``"joint"``: all three sub-networks
+        updated from one summed loss, as a comparison point.
+    predictor_epochs, generator_epochs
+        Phase lengths in epochs for the alternating schedule.
+    predictor_steps
+        K: alternate at step level instead, K predictor minibatch steps per generator step (overrides the
+        epoch-level phase lengths). ``None`` (default) alternates by epoch.
+    patience, max_phase_epochs, convergence_tol
+        Stopping rule of the ``"converge"`` schedule.
+    reinit_heads
+        Re-initialise the classifier and NB head (and their optimizer state) at the start of each predictor
+        phase, as the notebook did; the default ``False`` warm-starts them.
     bce_weight, nb_weight, kl_weight
         Weights of the classifier's BCE, the NB negative log-likelihood and the prior (KL) term.
+    loss_scale
+        ``"cell"`` (default): both likelihoods per cell, the NB summed over genes (the model's log-likelihood).
+        ``"element"``: the NB divided by the number of genes (per-element normalisation). Measured to make
+        Z-hat track D (see the benchmarks), so use it only for comparison.
+    dbpr_weight
+        Weight of the deviance-based partial R² reward in the generator's loss:
+        ``loss − dbpr_weight · (dbpr_treatment_weight · w' + mean_g v'_g)``. Subtracting rewards Z-hat for
+        explaining deviance beyond the baselines without Z (the notebook added it, which penalised
+        improvement). ``0`` (default) turns it off.
+    dbpr_treatment_weight
+        Separate weight of w', which rewards Z-hat for predicting D and can push it to copy D.
+    temperature_start, temperature_end
+        Gumbel-sigmoid temperature, annealed geometrically over training (relaxation ``"gumbel"``).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan`.
     """
@@ -60,28 +91,50 @@ class ZConfTrainingPlan(TrainingPlan):
         weight_decay: float = 0.0,
         weight_decay_heads: float = 0.0,
         eps: float = 1e-8,
+        schedule: str = "alternating",
         predictor_epochs: int = 1,
         generator_epochs: int = 1,
-        schedule: str = "alternating",
+        predictor_steps: int | None = None,
+        patience: int = 2,
+        max_phase_epochs: int = 10,
+        convergence_tol: float = 1e-3,
+        reinit_heads: bool = False,
         bce_weight: float = 1.0,
         nb_weight: float = 1.0,
         kl_weight: float = 1.0,
+        loss_scale: str = "cell",
+        dbpr_weight: float = 0.0,
+        dbpr_treatment_weight: float = 1.0,
+        temperature_start: float = 2.0,
+        temperature_end: float = 0.5,
         **kwargs,
     ):
-        phase_for_epoch(0, predictor_epochs, generator_epochs, schedule)  # validates
-        rates = {"lr": lr, "lr_heads": lr_heads, "lr_classifier": lr_classifier, "lr_nb_head": lr_nb_head}
-        for name, value in {
-            **rates,
-            "weight_decay": weight_decay,
-            "weight_decay_heads": weight_decay_heads,
-        }.items():
-            if value is not None and value < 0:
-                msg = f"`{name}` must be >= 0, got {value}."
-                raise ValueError(msg)
-        for name, value in {"bce_weight": bce_weight, "nb_weight": nb_weight, "kl_weight": kl_weight}.items():
-            if value < 0:
-                msg = f"`{name}` must be >= 0, got {value}."
-                raise ValueError(msg)
+        if schedule not in SCHEDULES:
+            msg = f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}."
+            raise ValueError(msg)
+        if schedule != "converge":
+            phase_for_epoch(0, predictor_epochs, generator_epochs, schedule)  # validates the lengths
+        if predictor_steps is not None:
+            phase_for_step(0, predictor_steps)  # validates K
+        if loss_scale not in LOSS_SCALES:
+            msg = f"`loss_scale` must be one of {list(LOSS_SCALES)}, got {loss_scale!r}."
+            raise ValueError(msg)
+        _check_nonnegative(
+            lr=lr,
+            lr_heads=lr_heads,
+            lr_classifier=lr_classifier,
+            lr_nb_head=lr_nb_head,
+            weight_decay=weight_decay,
+            weight_decay_heads=weight_decay_heads,
+            bce_weight=bce_weight,
+            nb_weight=nb_weight,
+            kl_weight=kl_weight,
+            dbpr_weight=dbpr_weight,
+            dbpr_treatment_weight=dbpr_treatment_weight,
+        )
+        if temperature_start <= 0 or temperature_end <= 0:
+            msg = f"Temperatures must be > 0, got {temperature_start} and {temperature_end}."
+            raise ValueError(msg)
         kwargs.setdefault("n_epochs_kl_warmup", None)
         super().__init__(
             module,
@@ -90,14 +143,25 @@ class ZConfTrainingPlan(TrainingPlan):
             eps=eps,
             bce_weight=bce_weight,
             nb_weight=nb_weight,
+            loss_scale=loss_scale,
+            dbpr_weight=dbpr_weight,
+            dbpr_treatment_weight=dbpr_treatment_weight,
             **kwargs,
         )
         # The prior term has its own fixed weight: TrainingPlan's KL warm-up does not apply here.
         self.loss_kwargs["kl_weight"] = kl_weight
         self.automatic_optimization = False
-        self.predictor_epochs = predictor_epochs
-        self.generator_epochs = generator_epochs
         self.schedule = schedule
+        self.predictor_epochs, self.generator_epochs = predictor_epochs, generator_epochs
+        self.predictor_steps = predictor_steps
+        self.reinit_heads = reinit_heads
+        self.temperature_start, self.temperature_end = temperature_start, temperature_end
+        self._convergence = (
+            ConvergencePhases(patience, max_phase_epochs, convergence_tol) if schedule == "converge" else None
+        )
+        self._n_steps = 0
+        self._epoch_loss_sum, self._epoch_batches = 0.0, 0
+        self._previous_epoch_phase: str | None = None
         self.subnet_lr = {
             "generator": lr,
             "classifier": lr_heads if lr_classifier is None else lr_classifier,
@@ -116,7 +180,9 @@ class ZConfTrainingPlan(TrainingPlan):
 
     @property
     def phase(self) -> str:
-        """Phase of the current epoch."""
+        """Phase of the current epoch (the epoch-level schedules)."""
+        if self._convergence is not None:
+            return self._convergence.phase
         return phase_for_epoch(self.current_epoch, self.predictor_epochs, self.generator_epochs, self.schedule)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -124,48 +190,62 @@ class ZConfTrainingPlan(TrainingPlan):
         groups = self.module.subnet_parameters()
         return [
             torch.optim.Adam(
-                groups[name],
-                lr=self.subnet_lr[name],
-                eps=self.eps,
-                weight_decay=self.subnet_weight_decay[name],
+                groups[name], lr=self.subnet_lr[name], eps=self.eps, weight_decay=self.subnet_weight_decay[name]
             )
             for name in SUBNETS
         ]
 
     def on_train_epoch_start(self) -> None:
-        """Freeze the sub-networks the epoch's phase does not train."""
-        self.module.set_phase(self.phase)
+        """Anneal the Gumbel temperature; re-initialise the heads when a predictor phase starts (if asked)."""
+        max_epochs = max((self.trainer.max_epochs or 1) - 1, 1)
+        fraction = min(self.current_epoch / max_epochs, 1.0)
+        self.module.temperature = self.temperature_start * (self.temperature_end / self.temperature_start) ** fraction
+        phase = self.phase if self.predictor_steps is None else None
+        if self.reinit_heads and phase == "predictor" and self._previous_epoch_phase == "generator":
+            optimizers = self.optimizers()
+            for name in PHASE_SUBNETS["predictor"]:
+                getattr(self.module, name).linear.reset_parameters()
+                optimizers[SUBNETS.index(name)].optimizer.state.clear()
+        self._previous_epoch_phase = phase
+        self._epoch_loss_sum, self._epoch_batches = 0.0, 0
+
+    def on_train_epoch_end(self) -> None:
+        """Advance the "until convergence" schedule with the epoch's mean loss."""
+        if self._convergence is not None and self._epoch_batches:
+            self._convergence.update(self._epoch_loss_sum / self._epoch_batches)
 
     def on_train_end(self) -> None:
         """Leave every sub-network trainable again."""
         self.module.set_phase(None)
 
-    def _check_finite(self, loss_output) -> None:
-        terms = {
-            "total": loss_output.loss,
-            **loss_output.extra_metrics,
-            "prior (KL)": loss_output.kl_local_sum,
-        }
+    def _check_finite(self, loss_output, phase: str) -> None:
+        terms = {"total": loss_output.loss, **loss_output.extra_metrics, "prior (KL)": loss_output.kl_local_sum}
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 msg = (
-                    f"Non-finite {name} loss in the {self.phase} phase at epoch {self.current_epoch}. "
+                    f"Non-finite {name} loss in the {phase} phase at epoch {self.current_epoch}. "
                     "Check the counts for extreme values, or lower the learning rates (plan_kwargs)."
                 )
                 raise NonFiniteLossError(msg)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """One forward and one backward; step only the optimizers of the active sub-networks."""
-        phase = self.phase
+        phase = self.phase if self.predictor_steps is None else phase_for_step(self._n_steps, self.predictor_steps)
+        self._n_steps += 1
+        self.module.set_phase(phase)
         optimizers = self.optimizers()
         active = [optimizers[SUBNETS.index(name)] for name in PHASE_SUBNETS[phase]]
-        _, _, loss_output = self.forward(batch, loss_kwargs=self.loss_kwargs)
-        self._check_finite(loss_output)
+        loss_kwargs = {**self.loss_kwargs, "dbpr_active": phase != "predictor"}
+        _, _, loss_output = self.forward(batch, loss_kwargs=loss_kwargs)
+        self._check_finite(loss_output, phase)
         for opt in active:
             opt.zero_grad()
         self.manual_backward(loss_output.loss)  # one backward through one graph: no retain_graph
         for opt in active:
             opt.step()
+        loss_value = float(loss_output.loss.detach())
+        self._epoch_loss_sum += loss_value if math.isfinite(loss_value) else 0.0
+        self._epoch_batches += 1
         self.log("train_loss", loss_output.loss, on_epoch=True, on_step=False, prog_bar=True)
         self.log("generator_phase", float(phase != "predictor"), on_epoch=True, on_step=False)
         self.compute_and_log_metrics(loss_output, self.train_metrics, "train")

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zconf
+from zconf.model._effects import benjamini_hochberg
+
+
+def test_effects_table_columns_and_flags(trained):
+    model, adata = trained
+    table = model.treatment_effects()
+    expected = {
+        "lfc",
+        "log2fc",
+        "se",
+        "stat",
+        "pvalue",
+        "padj",
+        "ci_low",
+        "ci_high",
+        "mean_control",
+        "mean_treated",
+        "dispersion",
+        "converged",
+        "too_sparse",
+    }
+    assert expected <= set(table.columns)
+    assert list(table.index) == list(adata.var_names)
+    ok = ~table["too_sparse"]
+    np.testing.assert_allclose(table.loc[ok, "log2fc"], table.loc[ok, "lfc"] / np.log(2))
+    assert (table.loc[ok, "ci_low"] < table.loc[ok, "lfc"]).all()
+    assert table.loc[ok, "pvalue"].between(0, 1).all()
+    naive = model.treatment_effects(adjust=False)
+    assert not np.allclose(naive["lfc"], table["lfc"], equal_nan=True)
+    robust = model.treatment_effects(robust=True)
+    np.testing.assert_allclose(robust["lfc"], table["lfc"])
+
+
+def test_sparse_genes_flagged(adata):
+    from tests.conftest import FAST_TRAIN, setup
+
+    counts = adata.layers["counts"].copy()
+    counts[:, 0] = 0
+    counts[:2, 0] = 1
+    adata.layers["counts"] = counts
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    model.train(**FAST_TRAIN)
+    table = model.treatment_effects(min_cells=3)
+    assert table["too_sparse"].iloc[0]
+    assert np.isnan(table["pvalue"].iloc[0])
+
+
+def test_bad_arguments(trained):
+    model, _ = trained
+    with pytest.raises(ValueError, match="`z`"):
+        model.treatment_effects(z="both")
+    with pytest.raises(ValueError, match="alpha"):
+        model.treatment_effects(alpha=1.5)
+    with pytest.raises(ValueError, match="dispersion"):
+        model.treatment_effects(dispersion="shrunk")
+
+
+def test_adjusted_effects_close_the_confounding_gap(fitted_confounded):
+    model, adata = fitted_confounded
+    truth = adata.var["treatment_effect_true"].to_numpy()
+    rmse = {adj: np.sqrt(np.nanmean((model.treatment_effects(adjust=adj)["lfc"] - truth) ** 2)) for adj in (1, 0)}
+    assert rmse[1] < 0.75 * rmse[0]
+
+
+def test_sensitivity_partial_r2_in_unit_interval(fitted_confounded):
+    model, _ = fitted_confounded
+    values = model.sensitivity()
+    assert 0 <= values["treatment"] <= 1
+    genes = values["genes"].dropna()
+    assert ((genes >= 0) & (genes <= 1)).all()
+    assert values["genes_mean"] > 0.05  # Z acts on every gene in this simulation
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=50))
+def test_bh_monotone_and_bounded(pvalues):
+    p = np.array(pvalues)
+    adj = benjamini_hochberg(p)
+    assert np.all(adj >= p - 1e-12)
+    assert np.all(adj <= 1)
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= -1e-12)
