@@ -35,13 +35,14 @@ DEFAULT_TRAIN_KWARGS: dict = {
 
 
 def default_max_epochs(n_obs: int, batch_size: int) -> int:
-    """Epochs for about 1,600 minibatch steps, between 20 and 100, rounded up to an even number.
+    """Epochs for about 1,600 minibatch steps, between 20 and 200, rounded up to an even number.
 
-    Measured on the simulation presets: recovery plateaus after ~300-600 steps (benchmarks/); 1,600 leaves
-    margin. An even count ends on a generator phase with the default one-epoch phases.
+    Measured on the simulation presets: recovery plateaus after ~400-800 steps (benchmarks/); 1,600 leaves
+    margin, and small data sets get up to 200 epochs (400 cells: 800 steps). An even count ends on a
+    generator phase with the default one-epoch phases.
     """
     n_batches = max(1, -(-n_obs // batch_size))
-    epochs = min(100, max(20, -(-1600 // n_batches)))
+    epochs = min(200, max(20, -(-1600 // n_batches)))
     return epochs + (epochs % 2)
 
 
@@ -209,7 +210,7 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
         ----------
         max_epochs
             Number of epochs (predictor and generator epochs both count). ``None`` picks about 1,600
-            minibatch steps, between 20 and 100 epochs (:func:`default_max_epochs`).
+            minibatch steps, between 20 and 200 epochs (:func:`default_max_epochs`).
         batch_size
             Minibatch size. Default 128, or all cells when there are fewer; a larger value than the number of
             cells raises an error.
