@@ -58,3 +58,47 @@ def test_straight_through_forward_is_binary_and_gradient_is_sigmoid():
     (grad_z,) = torch.autograd.grad(z.sum(), logits, retain_graph=False)
     p = torch.sigmoid(logits.detach())
     torch.testing.assert_close(grad_z, p * (1 - p))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_genes=st.integers(1, 4))
+def test_partial_r2_of_nested_fit_in_unit_interval(seed, n_genes):
+    from zconf.metrics import deviance_partial_r2_from_arrays
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    x = rng.integers(0, 2, (n, 2)).astype(float)
+    d = rng.integers(0, 2, n).astype(float)
+    d[:2] = [0.0, 1.0]
+    z = rng.random((n, 1))
+    counts = rng.poisson(rng.gamma(2.0, 1.0, (n, n_genes)))
+    counts[0] = 1
+    values = deviance_partial_r2_from_arrays(counts, x, d, z)
+    assert 0.0 <= values["treatment"] <= 1.0
+    genes = values["genes"][np.isfinite(values["genes"])]
+    assert np.all((genes >= 0) & (genes <= 1))
+
+
+class _FixedLogits(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, inputs):
+        return self.logits
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(min_value=-20, max_value=20), min_size=1, max_size=16))
+def test_straight_through_property(logit_values):
+    """The module's Z-hat is exactly 0/1 forward and has the sigmoid's gradient backward."""
+    n = len(logit_values)
+    module = ZConfModule(n_input=3, n_hidden=2, relaxation="straight_through")
+    logits = torch.tensor(logit_values).unsqueeze(-1).requires_grad_(True)
+    module.generator = _FixedLogits(logits)
+    out = module.inference(torch.ones(n, 3), torch.zeros(n), torch.zeros(n, 0))
+    z = out["z"]
+    assert set(z.detach().unique().tolist()) <= {0.0, 1.0}
+    (grad,) = torch.autograd.grad(z.sum(), logits)
+    prob = torch.sigmoid(logits.detach())
+    torch.testing.assert_close(grad, prob * (1 - prob))

@@ -329,6 +329,21 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         return super().load(dir_path, adata=adata, **kwargs)
 
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:
+        """scvi-tools' validation, after a clear error for an AnnData whose genes differ from the training data."""
+        if adata is not None and self.adata is not None:
+            trained = self.adata.var_names
+            if adata.n_vars != len(trained) or not adata.var_names.equals(trained):
+                missing = trained.difference(adata.var_names)
+                msg = (
+                    f"This AnnData's genes differ from the {len(trained)} genes the model was trained on "
+                    f"({adata.n_vars} genes, {len(missing)} training genes missing"
+                    f"{', e.g. ' + repr(missing[0]) if len(missing) else ', different order'}). "
+                    "Subset and order it like the training data: adata[:, model.adata.var_names]."
+                )
+                raise ValueError(msg)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
     # ------------------------------------------------------------------ getters
     def _check_trained(self) -> None:
         if not self.is_trained_:

@@ -336,6 +336,10 @@ def zhat_by_group(
     parts = ax_.violinplot([d if len(d) else [np.nan] for d in data], showmeans=True, showextrema=False)
     for body in parts["bodies"]:
         body.set_alpha(0.5)
+    rng = np.random.default_rng(0)
+    for i, values_in_group in enumerate(data, start=1):
+        jitter = rng.uniform(-0.15, 0.15, size=len(values_in_group))
+        ax_.scatter(i + jitter, values_in_group, s=3, alpha=0.25, color="k", linewidths=0)
     ax_.set_xticks(range(1, len(names) + 1), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
     ax_.set_xlabel(groupby)
     ax_.set_ylabel(key)

@@ -219,7 +219,8 @@ class ZConfTrainingPlan(TrainingPlan):
         self.module.set_phase(None)
 
     def _check_finite(self, loss_output, phase: str) -> None:
-        terms = {"total": loss_output.loss, **loss_output.extra_metrics, "prior (KL)": loss_output.kl_local_sum}
+        # the individual terms first, so that the message names the one that broke
+        terms = {**loss_output.extra_metrics, "prior (KL)": loss_output.kl_local_sum, "total": loss_output.loss}
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 msg = (

@@ -1,0 +1,32 @@
+"""Smoke-sized runs of each benchmark script, so the scripts keep working (results go to tmp_path)."""
+
+import json
+
+import pytest
+
+from benchmarks import _common, effects, options, recovery
+
+
+@pytest.fixture(autouse=True)
+def _results_to_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+
+
+def test_recovery_smoke(tmp_path):
+    recovery.main(["--smoke", "--seeds", "0"])
+    rows = json.loads((tmp_path / "recovery_smoke.json").read_text())
+    assert {r["method"] for r in rows} == {"bayes_posterior", "zconf_default", "zconf_notebook"}
+    assert (tmp_path / "recovery_smoke.md").read_text().startswith("# Recovery")
+
+
+def test_options_smoke(tmp_path):
+    options.main(["--smoke", "--seeds", "0", "--only", "notebook preset", "schedule=joint"])
+    rows = json.loads((tmp_path / "options_smoke.json").read_text())
+    assert len(rows) == 4  # two options x two presets
+
+
+def test_effects_smoke(tmp_path):
+    effects.main(["--smoke", "--seeds", "0"])
+    rows = json.loads((tmp_path / "effects_smoke.json").read_text())
+    assert {r["z"] for r in rows} == {"soft", "hard"}
+    assert (tmp_path / "effects_speed_smoke.json").exists()
