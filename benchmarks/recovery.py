@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 import zconf
-from benchmarks._common import fit_and_score, quiet, score, summarise, write
+from benchmarks._common import covariate_keys, fit_and_score, quiet, score, summarise, write
 
 SIZES = {"seed": (1000, 100), "confounded": (2000, 200)}
+
+
+def residual_pca(adata) -> np.ndarray:
+    """RUV-style baseline: first principal component of the OLS residuals of log1p(Y) on [1, X, D]."""
+    x = adata.obs[covariate_keys(adata)].to_numpy(dtype=float)
+    design = np.column_stack([np.ones(adata.n_obs), x, adata.obs["treatment"].to_numpy(dtype=float)])
+    logy = np.log1p(np.asarray(adata.layers["counts"], dtype=float))
+    coef, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    resid = logy - design @ coef
+    u, s, _ = np.linalg.svd(resid - resid.mean(0), full_matrices=False)
+    return (u[:, :1] * s[:1]).astype(float)
 
 
 def main(argv=None) -> None:
