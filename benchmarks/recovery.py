@@ -7,6 +7,7 @@ Writes ``benchmarks/results/recovery.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 
@@ -47,6 +48,20 @@ def main(argv=None) -> None:
                     "seed": seed,
                     **score(adata, (bayes > 0.5).astype(float), bayes),
                     "seconds": 0.0,
+                }
+            )
+            start = time.perf_counter()
+            pc1 = residual_pca(adata)
+            seconds = time.perf_counter() - start
+            # PC1 is the soft score; the hard Z-hat splits it at the median
+            split = (pc1 > np.median(pc1)).astype(float)
+            rows.append(
+                {
+                    "preset": preset,
+                    "method": "residual_pca (RUV-style)",
+                    "seed": seed,
+                    **score(adata, split, pc1),
+                    "seconds": seconds,
                 }
             )
             configs = {

@@ -15,7 +15,12 @@ def _results_to_tmp(tmp_path, monkeypatch):
 def test_recovery_smoke(tmp_path):
     recovery.main(["--smoke", "--seeds", "0"])
     rows = json.loads((tmp_path / "recovery_smoke.json").read_text())
-    assert {r["method"] for r in rows} == {"bayes_posterior", "residual_pca (RUV-style)", "zconf_default", "zconf_notebook"}
+    assert {r["method"] for r in rows} == {
+        "bayes_posterior",
+        "residual_pca (RUV-style)",
+        "zconf_default",
+        "zconf_notebook",
+    }
     assert (tmp_path / "recovery_smoke.md").read_text().startswith("# Recovery")
 
 
