@@ -79,3 +79,15 @@ def test_treatment_auroc(trained):
     out = metrics.treatment_auroc(model)
     assert 0.5 <= out["auroc_x"] <= 1.0
     assert out["improvement"] == pytest.approx(out["auroc_x_zhat"] - out["auroc_x"])
+
+
+def test_covariate_r2():
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, (300, 1)).astype(float)
+    design = np.column_stack([x[:, 0] == 1, x[:, 0] == 2]).astype(float)
+    z_function_of_x = (x[:, 0] == 2).astype(float)
+    z_free = rng.integers(0, 2, 300).astype(float)
+    r2 = metrics.covariate_r2(np.column_stack([z_function_of_x, z_free, np.ones(300)]), design)
+    assert r2[0] == pytest.approx(1.0)
+    assert r2[1] < 0.05
+    assert np.isnan(r2[2])

@@ -2,9 +2,10 @@
 
 from ._dbpr import deviance_partial_r2, deviance_partial_r2_from_arrays
 from ._genes import per_gene_correlation, treatment_auroc, treatment_auroc_from_arrays
-from ._latent import latent_recovery, leakage
+from ._latent import covariate_r2, latent_recovery, leakage
 
 __all__ = [
+    "covariate_r2",
     "deviance_partial_r2",
     "deviance_partial_r2_from_arrays",
     "latent_recovery",

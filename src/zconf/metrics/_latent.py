@@ -150,3 +150,31 @@ def leakage(z_hat, d, z_true=None) -> dict[str, float]:
             pcorr.append(0.0 if explained else abs(_pearson(z_res, d_res)[0]))
         out["pcorr_d_given_z"] = float(np.nanmax(pcorr))
     return out
+
+
+def covariate_r2(z_hat, covariates) -> np.ndarray:
+    """R² of each Z-hat column regressed (OLS, with intercept) on the covariate design.
+
+    Near 1 means Z-hat is (almost) a function of the measured covariates: it then adds nothing the heads
+    cannot already explain with X, and it is not an unmeasured factor.
+
+    Parameters
+    ----------
+    z_hat
+        Z-hat or probabilities, ``(n_obs,)`` or ``(n_obs, n_latent)``.
+    covariates
+        Design matrix ``(n_obs, n_covariates)`` (may have 0 columns).
+
+    Returns
+    -------
+    Array ``(n_latent,)``; NaN for a constant Z-hat column.
+    """
+    z_hat = _as_2d(z_hat, "z_hat")
+    x = np.asarray(covariates, dtype=float).reshape(len(z_hat), -1)
+    _check_lengths(z_hat=z_hat, covariates=x)
+    out = []
+    for j in range(z_hat.shape[1]):
+        column = z_hat[:, j]
+        total = np.sum((column - column.mean()) ** 2)
+        out.append(float("nan") if total <= 0 else 1.0 - np.sum(_residualise(column, x) ** 2) / total)
+    return np.array(out)

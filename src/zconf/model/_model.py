@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from copy import deepcopy
 
@@ -252,6 +253,31 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if not self.is_trained_:
             self._initialize_intercepts()
         super().train(**train_kwargs)
+        self._warn_if_uninformative()
+
+    def _warn_if_uninformative(self) -> None:
+        """Warn when Z-hat is constant or (almost) a function of the covariates: then it is no hidden factor."""
+        from zconf.metrics import covariate_r2
+
+        z_prob = self.get_latent_representation(soft=True)
+        covariates, _ = self.get_design()
+        r2 = covariate_r2(z_prob, covariates)
+        for j, value in enumerate(r2):
+            if not np.isfinite(value) or z_prob[:, j].std() < 1e-3:
+                warnings.warn(
+                    f"Z-hat column {j} is constant: the model found no split of the cells. Check "
+                    "model.history (did training converge?) or try another seed.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif value > 0.9:
+                warnings.warn(
+                    f"Z-hat column {j} is {value:.0%} explained by the covariates: it mostly re-encodes X "
+                    "(for example a split of cell types) and is not an unmeasured factor. Inspect it with "
+                    "zconf.pl.zhat_by_group before adjusting for it.",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     @torch.no_grad()
     def _initialize_intercepts(self) -> None:
