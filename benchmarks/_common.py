@@ -87,6 +87,8 @@ def summarise(rows: list[dict], group: tuple[str, ...], metrics: list[str]) -> l
             values = np.array([r[m] for r in part if m in r], dtype=float)
             if len(values) == 0:
                 continue
+            if m.startswith("abs_corr"):
+                values = np.nan_to_num(values, nan=0.0)  # a constant (collapsed) Z-hat recovers nothing
             worst = values.max() if ("pcorr" in m or m == "seconds") else values.min()
             summary[f"{m}_mean"] = float(values.mean())
             summary[f"{m}_worst"] = float(worst)
