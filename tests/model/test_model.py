@@ -173,3 +173,23 @@ def test_recovery_and_no_leakage(fitted_seed_preset):
     copied = zconf.metrics.leakage(d.astype(float), d, z_true)["pcorr_d_given_z"]
     assert copied > 0.9
     assert zconf.metrics.latent_recovery(z_true, d)["corr"] < 0.5
+
+
+def test_n_init_keeps_best_fit_and_its_history(adata):
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    model.train(n_init=2, **{**FAST_TRAIN, "max_epochs": 4})
+    assert len(model.history["elbo_train"]) == 4  # the kept run's history only
+    assert model.is_trained_
+    with pytest.raises(ValueError, match="n_init"):
+        model.train(n_init=0, **FAST_TRAIN)
+
+
+def test_collapsed_fit_is_restarted(adata, monkeypatch):
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    calls = []
+    monkeypatch.setattr(type(model), "_is_collapsed", lambda self: calls.append(1) or True)
+    model.train(max_restarts=2, **FAST_TRAIN)
+    assert len(calls) >= 1  # every fit that became the best was checked
+    assert len(model.history["elbo_train"]) == FAST_TRAIN["max_epochs"]
