@@ -35,3 +35,11 @@ def test_effects_smoke(tmp_path):
     rows = json.loads((tmp_path / "effects_smoke.json").read_text())
     assert {r["z"] for r in rows} == {"soft", "hard"}
     assert (tmp_path / "effects_speed_smoke.json").exists()
+
+
+def test_strength_sweep_smoke(tmp_path):
+    from benchmarks import strength_sweep
+
+    strength_sweep.main(["--smoke", "--seeds", "0"])
+    rows = json.loads((tmp_path / "strength_sweep_smoke.json").read_text())
+    assert {r["gamma2_scale"] for r in rows} == set(strength_sweep.SCALES)
