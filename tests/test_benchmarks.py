@@ -43,3 +43,11 @@ def test_strength_sweep_smoke(tmp_path):
     strength_sweep.main(["--smoke", "--seeds", "0"])
     rows = json.loads((tmp_path / "strength_sweep_smoke.json").read_text())
     assert {r["gamma2_scale"] for r in rows} == set(strength_sweep.SCALES)
+
+
+def test_speed_smoke(tmp_path):
+    from benchmarks import speed
+
+    speed.main(["--smoke", "--epochs", "1"])
+    rows = json.loads((tmp_path / "speed_smoke.json").read_text())
+    assert rows[0]["zconf_epoch_s"] > 0 and rows[0]["scvi_epoch_s"] > 0

@@ -1,0 +1,94 @@
+"""Epoch throughput of ZConf against scvi-tools' SCVI on the same sparse AnnData and batch size.
+
+Run: ``.venv/bin/python -m benchmarks.speed [--sizes 10000x1000 ...]``; ``--smoke`` for a tiny run.
+Writes ``benchmarks/results/speed.{json,md}``. Each size is fitted in this process, ZConf then SCVI, for
+``--epochs`` epochs; the epoch time is the wall time of ``train()`` divided by the epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import pandas as pd
+import scvi
+from anndata import AnnData
+from scipy import sparse
+
+import zconf
+from benchmarks._common import quiet, write
+
+
+def sparse_counts(n_obs: int, n_vars: int, seed: int = 0) -> AnnData:
+    """Sparse NB-like counts with a binary Z, D and 4 covariates, built without a dense matrix."""
+    rng = np.random.default_rng(seed)
+    z = rng.integers(0, 2, n_obs)
+    d = (rng.random(n_obs) < 1 / (1 + np.exp(-(z - 0.5)))).astype(int)
+    x = rng.integers(0, 2, (n_obs, 4)).astype(float)
+    gamma2 = rng.normal(0, 1, n_vars)
+    rows = []
+    for start in range(0, n_obs, 5000):  # block-wise, so the full dense matrix never exists
+        stop = min(start + 5000, n_obs)
+        mean = np.exp(-1.0 + np.outer(z[start:stop], gamma2))
+        rows.append(sparse.csr_matrix(rng.poisson(rng.gamma(2.0, mean / 2.0)).astype(np.float32)))
+    obs = pd.DataFrame({f"x{j}": x[:, j] for j in range(4)}, index=[f"c{i}" for i in range(n_obs)])
+    obs["treatment"] = d
+    return AnnData(X=sparse.vstack(rows).tocsr(), obs=obs)
+
+
+def time_zconf(adata: AnnData, epochs: int, batch_size: int) -> float:
+    zconf.ZConf.setup_anndata(adata, treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"])
+    model = zconf.ZConf(adata)
+    start = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=batch_size, accelerator="cpu", enable_progress_bar=False, max_restarts=0)
+    return (time.perf_counter() - start) / epochs
+
+
+def time_scvi(adata: AnnData, epochs: int, batch_size: int) -> float:
+    scvi.model.SCVI.setup_anndata(adata)
+    model = scvi.model.SCVI(adata)
+    start = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=batch_size, accelerator="cpu", enable_progress_bar=False, train_size=1.0)
+    return (time.perf_counter() - start) / epochs
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", nargs="*", default=["1000x100", "1000x1000", "10000x1000", "10000x2000"])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    quiet()
+    sizes = ["300x50"] if args.smoke else args.sizes
+    rows = []
+    for size in sizes:
+        n_obs, n_vars = (int(v) for v in size.split("x"))
+        adata = sparse_counts(n_obs, n_vars)
+        t_zconf = time_zconf(adata.copy(), args.epochs, args.batch_size)
+        t_scvi = time_scvi(adata.copy(), args.epochs, args.batch_size)
+        rows.append(
+            {
+                "n_obs": n_obs,
+                "n_vars": n_vars,
+                "zconf_epoch_s": t_zconf,
+                "scvi_epoch_s": t_scvi,
+                "ratio_zconf_to_scvi": t_zconf / t_scvi,
+                "zconf_cells_per_s": n_obs / t_zconf,
+                "peak_rss_gb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            }
+        )
+        print(rows[-1], flush=True)
+    write(
+        "speed_smoke" if args.smoke else "speed",
+        rows,
+        list(rows[0]),
+        "Epoch time of ZConf vs SCVI (same sparse AnnData, batch size 128, 2 CPU cores)",
+        "peak_rss_gb_process is the process's peak so far (cumulative over the sizes run before it).",
+    )
+
+
+if __name__ == "__main__":
+    main()
