@@ -34,9 +34,14 @@ def test_simulate_then_fit(tmp_path, capsys):
             "50",
             "--accelerator",
             "cpu",
+            "--save-model",
+            str(tmp_path / "model"),
         ]
     )
     assert code == 0
+    assert (tmp_path / "model" / "model.pt").exists()
+    assert (plots / "history.png").stat().st_size > 0
+    assert (plots / "summary.json").exists()
     fitted = ad.read_h5ad(out)
     assert "X_zconf" in fitted.obsm and "zconf_mean" in fitted.layers
     assert "|corr(Z-hat, Z)|" in capsys.readouterr().out

@@ -82,10 +82,31 @@ def _summary(model, adata) -> dict:
     return summary
 
 
-def _fit_and_write(adata, args: argparse.Namespace, out_dir: Path | None, h5ad_out: Path) -> dict:
+def _write_plots(model, adata, treatment_key: str, folder: Path) -> None:
+    from . import pl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pl.history(model, save=str(folder / "history.png"), show=False)
+    pl.zhat_by_group(adata, treatment_key, save=str(folder / "zhat_by_treatment.png"), show=False)
+    if "z_true" in adata.obsm:
+        pl.zhat_vs_true(adata, soft=True, save=str(folder / "zhat_vs_true.png"), show=False)
+    if "treatment_logit_true" in adata.obs:
+        pl.treatment_logits(adata, save=str(folder / "treatment_logits.png"), show=False)
+    if "log_mean_true" in adata.layers:
+        pl.gene_correlations(adata, save=str(folder / "gene_correlations.png"), show=False)
+
+
+def _fit_and_write(
+    adata, args: argparse.Namespace, h5ad_out: Path, plots_dir: Path | None, model_dir: Path | None
+) -> dict:
+    """Set up, train, annotate; write the h5ad, and (if asked) plots + summary.json and the model.
+
+    Everything is written into a temporary folder first and moved into place only once complete, so a
+    failed run leaves no partial outputs.
+    """
     import scvi
 
-    from . import ZConf, pl
+    from . import ZConf
 
     scvi.settings.seed = args.random_state
     ZConf.setup_anndata(
@@ -103,28 +124,20 @@ def _fit_and_write(adata, args: argparse.Namespace, out_dir: Path | None, h5ad_o
     seconds = time.perf_counter() - start
     model.annotate_adata(adata)
     summary = {**_summary(model, adata), "train_seconds": seconds}
+    h5ad_out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=h5ad_out.parent) as tmpdir:
         tmp = Path(tmpdir)
-        adata.write_h5ad(tmp / h5ad_out.name)
-        if out_dir is not None:
-            plots = tmp / "plots"
-            plots.mkdir()
-            pl.history(model, save=str(plots / "history.png"), show=False)
-            pl.zhat_by_group(adata, args.treatment_key, save=str(plots / "zhat_by_treatment.png"), show=False)
-            if "z_true" in adata.obsm:
-                pl.zhat_vs_true(adata, soft=True, save=str(plots / "zhat_vs_true.png"), show=False)
-            if "treatment_logit_true" in adata.obs:
-                pl.treatment_logits(adata, save=str(plots / "treatment_logits.png"), show=False)
-            if "log_mean_true" in adata.layers:
-                pl.gene_correlations(adata, save=str(plots / "gene_correlations.png"), show=False)
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-            if args.save_model:
-                model.save(str(tmp / "model"), overwrite=True)
-            _publish(tmp / h5ad_out.name, out_dir / h5ad_out.name)
-            for item in tmp.iterdir():
-                _publish(item, out_dir / item.name)
-        else:
-            _publish(tmp / h5ad_out.name, h5ad_out)
+        outputs = [(tmp / "out.h5ad", h5ad_out)]
+        adata.write_h5ad(outputs[0][0])
+        if plots_dir is not None:
+            _write_plots(model, adata, args.treatment_key, tmp / "plots")
+            (tmp / "plots" / "summary.json").write_text(json.dumps(summary, indent=2))
+            outputs.append((tmp / "plots", plots_dir))
+        if model_dir is not None:
+            model.save(str(tmp / "model"), overwrite=True)
+            outputs.append((tmp / "model", model_dir))
+        for source, target in outputs:
+            _publish(source, target)
     return summary
 
 
@@ -152,7 +165,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.categorical_covariate_keys, args.size_factor_key = None, None
     args.continuous_covariate_keys = [c for c in adata.obs if c.startswith("x")]
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = _fit_and_write(adata, args, out_dir, out_dir / "demo.h5ad")
+    model_dir = Path(args.save_model) if args.save_model else None
+    summary = _fit_and_write(adata, args, out_dir / "demo.h5ad", out_dir / "plots", model_dir)
+    _publish(out_dir / "plots" / "summary.json", out_dir / "summary.json")
     _print_summary(summary)
     print(f"Outputs in {out_dir}/: demo.h5ad, summary.json, plots/*.png")
     return 0
@@ -173,7 +188,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.save_model:
         _prepare_output(Path(args.save_model), args.force)
     adata = ad.read_h5ad(path)
-    summary = _fit_and_write(adata, args, None, out)
+    model_dir = Path(args.save_model) if args.save_model else None
+    summary = _fit_and_write(adata, args, out, out_dir, model_dir)
     _print_summary(summary)
     print(f"Wrote {out}.")
     return 0

@@ -33,8 +33,13 @@ def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
 class TreatmentEffectsMixin:
     """Adds :meth:`treatment_effects`, :meth:`sensitivity` and :meth:`regression_data` to :class:`~zconf.ZConf`."""
 
-    def regression_data(self, adata: AnnData | None = None) -> dict[str, np.ndarray | None]:
-        """Counts, reference-coded covariates, treatment and log size-factor offset of the registered data.
+    def regression_data(
+        self, adata: AnnData | None = None, reference_coding: bool | None = True
+    ) -> dict[str, np.ndarray | None]:
+        """Counts, covariates, treatment and log size-factor offset of the registered data.
+
+        ``reference_coding`` is passed to :meth:`get_design` (``True``: first level of each categorical
+        covariate dropped, for a GLM with intercept; ``None``: as the model's heads code them).
 
         Returns
         -------
@@ -44,7 +49,7 @@ class TreatmentEffectsMixin:
         adata = self._validate_anndata(adata)
         manager = self.get_anndata_manager(adata, required=True)
         counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        covariates, treatment = self.get_design(adata, reference_coding=True)
+        covariates, treatment = self.get_design(adata, reference_coding=reference_coding)
         offset = None
         if REGISTRY_KEYS.SIZE_FACTOR_KEY in manager.data_registry:
             offset = np.log(np.asarray(manager.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=float).ravel())

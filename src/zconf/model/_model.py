@@ -349,8 +349,8 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """
         from zconf.glm import fit_logistic_glm, fit_nb_glm
 
-        data = self.regression_data()
-        covariates, _ = self.get_design()
+        data = self.regression_data(reference_coding=None)  # the heads' coding, as the DBPR terms use
+        covariates = data["covariates"]
         ones = np.ones((len(covariates), 1))
         counts = data["counts"]
         dense = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
