@@ -40,6 +40,16 @@ def test_treatment_logits(annotated, tmp_path):
     assert "r = " in ax.get_title()
 
 
+def test_treatment_logits_constant_truth_says_so(annotated):
+    """The notebook's literal settings randomise D: every true logit is 0 and r is undefined, not 'nan'."""
+    _, adata = annotated
+    adata = adata.copy()
+    adata.obs["treatment_logit_true"] = 0.0
+    ax = zconf.pl.treatment_logits(adata, show=False)
+    assert "undefined" in ax.get_title()
+    assert "nan" not in ax.get_title()
+
+
 def test_gene_correlations(annotated, tmp_path):
     _, adata = annotated
     ax = zconf.pl.gene_correlations(adata, show=False, save=str(tmp_path / "g.png"))

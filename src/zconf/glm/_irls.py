@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import sparse
 
 #: Linear predictors are clamped to this range during IRLS (exp(±30) is far outside count data).
 ETA_CLAMP = 30.0
@@ -33,6 +34,8 @@ class GLMFit:
 def _as_tensor(values, device, dtype=torch.float64) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         return values.to(device=device, dtype=dtype)
+    if sparse.issparse(values):
+        values = values.toarray()
     return torch.as_tensor(np.asarray(values), device=device, dtype=dtype)
 
 
@@ -157,7 +160,8 @@ def fit_nb_glm(
     Parameters
     ----------
     counts
-        Counts ``(n_obs, n_genes)`` (dense array or tensor).
+        Counts ``(n_obs, n_genes)``: dense array, tensor or scipy sparse matrix (densified ``gene_chunk``
+        columns at a time).
     design
         Design matrix ``(n_obs, n_params)``; include the intercept column yourself.
     offset
@@ -189,7 +193,11 @@ def fit_nb_glm(
     x = _as_tensor(design, device)
     n_obs = x.shape[0]
     off = torch.zeros(n_obs, dtype=x.dtype, device=device) if offset is None else _as_tensor(offset, device)
-    counts = counts if isinstance(counts, torch.Tensor) else np.asarray(counts)
+    if sparse.issparse(counts):
+        # column chunks are densified one at a time (CSC slices columns cheaply): the full matrix never is
+        counts = sparse.csc_matrix(counts)
+    elif not isinstance(counts, torch.Tensor):
+        counts = np.asarray(counts)
     n_genes = counts.shape[1]
     parts: dict[str, list] = {k: [] for k in ("coef", "se", "robust_se", "deviance", "dispersion", "converged")}
     n_iter_max = 0

@@ -5,12 +5,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse, stats
+from scipy import stats
 
 from zconf._constants import REGISTRY_KEYS
 from zconf.glm import fit_nb_glm
 
 Z_SOURCES = ("soft", "hard")
+
+
+def _column_sums(matrix) -> np.ndarray:
+    """Column sums of a dense or sparse matrix as a flat float array (sparse input stays sparse)."""
+    return np.asarray(matrix.sum(0), dtype=float).ravel()
+
+
+def _external_z(z, n_obs: int) -> np.ndarray:
+    """Validate a user-supplied Z (or known factor) matrix for the effects design."""
+    values = np.asarray(z)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != n_obs:
+        msg = f"`z` as an array must have shape (n_obs,) or (n_obs, k) with n_obs={n_obs}, got {values.shape}."
+        raise ValueError(msg)
+    if not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
+        msg = f"`z` as an array must be numeric (one-hot code categorical factors), got dtype {values.dtype}."
+        raise TypeError(msg)
+    values = values.astype(float)
+    if not np.isfinite(values).all():
+        msg = "`z` as an array contains NaN or infinite values."
+        raise ValueError(msg)
+    return values
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
@@ -60,7 +83,7 @@ class TreatmentEffectsMixin:
         adata: AnnData | None = None,
         *,
         adjust: bool = True,
-        z: str = "soft",
+        z: str | np.ndarray = "soft",
         alpha: float = 0.05,
         robust: bool = False,
         dispersion: str = "estimate",
@@ -82,6 +105,9 @@ class TreatmentEffectsMixin:
         z
             ``"soft"`` (default): the probabilities P(Z=1 | X, D, Y) as regressors, which carry the
             uncertainty of uncertain cells into the fit instead of rounding it away; ``"hard"``: 0/1 Z-hat.
+            An array of shape ``(n_obs,)`` or ``(n_obs, k)`` replaces Z-hat by these columns, for comparisons
+            on the same footing: the true Z of a simulation (the oracle), or a one-hot coding of a known
+            factor such as donor (drop one level; the intercept is already in the design).
         alpha
             Level of the confidence intervals (``1 - alpha``).
         robust
@@ -101,8 +127,8 @@ class TreatmentEffectsMixin:
         ``padj`` (Benjamini–Hochberg over testable genes), ``ci_low``, ``ci_high``, ``mean_control``,
         ``mean_treated`` (mean counts per arm), ``dispersion``, ``converged`` and ``too_sparse``.
         """
-        if z not in Z_SOURCES:
-            msg = f"`z` must be one of {list(Z_SOURCES)}, got {z!r}."
+        if isinstance(z, str) and z not in Z_SOURCES:
+            msg = f"`z` must be one of {list(Z_SOURCES)} or an array of shape (n_obs, k), got {z!r}."
             raise ValueError(msg)
         if dispersion not in ("estimate", "model"):
             msg = f"`dispersion` must be 'estimate' or 'model', got {dispersion!r}."
@@ -116,18 +142,18 @@ class TreatmentEffectsMixin:
         counts, d = data["counts"], data["treatment"]
         n_obs = len(d)
         columns = [np.ones((n_obs, 1)), data["covariates"], d[:, None]]
-        if adjust:
+        if adjust and isinstance(z, str):
             columns.append(self.get_latent_representation(adata, soft=(z == "soft")))
+        elif adjust:
+            columns.append(_external_z(z, n_obs))
         design = np.hstack(columns)
         d_index = 1 + data["covariates"].shape[1]
-        dense = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
         fixed = None
         if dispersion == "model":
             fixed = np.exp(-self.module.nb_head.clamped_log_theta().detach().cpu().numpy())
-        fit = fit_nb_glm(dense, design, offset=data["offset"], dispersion=fixed, device=device)
+        fit = fit_nb_glm(counts, design, offset=data["offset"], dispersion=fixed, device=device)
         treated = d == 1
-        nonzero = dense > 0
-        too_sparse = (nonzero[treated].sum(0) < min_cells) | (nonzero[~treated].sum(0) < min_cells)
+        too_sparse = (_column_sums(counts[treated] > 0) < min_cells) | (_column_sums(counts[~treated] > 0) < min_cells)
         lfc = fit.coef[:, d_index]
         se = (fit.robust_se if robust else fit.se)[:, d_index]
         bad = too_sparse | ~np.isfinite(se) | (se <= 0)
@@ -145,8 +171,8 @@ class TreatmentEffectsMixin:
                 "padj": benjamini_hochberg(pvalue),
                 "ci_low": lfc - quantile * se,
                 "ci_high": lfc + quantile * se,
-                "mean_control": dense[~treated].mean(0),
-                "mean_treated": dense[treated].mean(0),
+                "mean_control": _column_sums(counts[~treated]) / max((~treated).sum(), 1),
+                "mean_treated": _column_sums(counts[treated]) / max(treated.sum(), 1),
                 "dispersion": fit.dispersion,
                 "converged": fit.converged,
                 "too_sparse": too_sparse,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from zconf.metrics import per_gene_correlation
 from zconf.metrics._latent import _pearson
@@ -39,6 +40,9 @@ def _layer(adata: AnnData, key: str) -> np.ndarray:
 
 
 def _r_title(prefix: str, r: float, p: float | None = None) -> str:
+    if not np.isfinite(r):
+        # pearson is undefined when one side is constant (e.g. a randomised treatment: every true logit equal)
+        return f"{prefix}: r undefined (constant values)"
     title = f"{prefix}: r = {r:.3f}"
     if p is None or not np.isfinite(p):
         return title
@@ -286,6 +290,7 @@ def history(
             if smooth_alpha is not None:
                 axis.plot(steps, _ema(values, smooth_alpha), lw=2, alpha=0.7, label=f"EMA {label}")
         axis.set_yscale("log")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel(f"{title[:-1].lower()} epoch")
         axis.set_ylabel("loss per cell")
         axis.set_title(title)
