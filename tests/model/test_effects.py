@@ -133,3 +133,27 @@ def test_sparse_counts_give_the_same_effects_and_sensitivity(adata):
     dense_table = model.treatment_effects(dense)
     pd.testing.assert_frame_equal(sparse_table, dense_table, rtol=1e-6)
     np.testing.assert_allclose(model.sensitivity()["genes"], model.sensitivity(dense)["genes"], rtol=1e-6)
+
+
+def test_gene_silent_in_control_is_tested_by_lrt(adata):
+    """All zeros in control, expressed when treated: flagged `separated`, lfc +inf, a small LRT p-value."""
+    counts = adata.layers["counts"].copy()
+    treated = adata.obs["treatment"].to_numpy() == 1
+    rng = np.random.default_rng(0)
+    counts[:, 0] = np.where(treated, rng.poisson(3.0, adata.n_obs), 0)
+    counts[:, 1] = np.where(treated, rng.poisson(3.0, adata.n_obs), 0)
+    counts[np.flatnonzero(~treated)[:2], 1] = 1  # nearly silent in control: an ordinary, testable gene
+    adata.layers["counts"] = counts
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8)
+    model.train(**FAST_TRAIN)
+    table = model.treatment_effects()
+    assert table["separated"].iloc[0]
+    assert not table["too_sparse"].iloc[0]
+    assert table["lfc"].iloc[0] == np.inf
+    assert np.isnan(table["se"].iloc[0])
+    assert table["pvalue"].iloc[0] < 1e-10
+    assert table["padj"].iloc[0] < 1e-8
+    assert not table["separated"].iloc[1]
+    assert np.isfinite(table["lfc"].iloc[1]) and table["lfc"].iloc[1] > 1
+    assert not table["separated"].iloc[2:].any()

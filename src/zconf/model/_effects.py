@@ -18,6 +18,20 @@ def _column_sums(matrix) -> np.ndarray:
     return np.asarray(matrix.sum(0), dtype=float).ravel()
 
 
+def _lrt_pvalues(counts, design, d_index, offset, fit, genes: np.ndarray, device) -> np.ndarray:
+    """Likelihood-ratio p-values of the D coefficient for the selected genes (same dispersions, 1 df)."""
+    columns = np.flatnonzero(genes)
+    reduced = fit_nb_glm(
+        counts[:, columns],
+        np.delete(design, d_index, axis=1),
+        offset=offset,
+        dispersion=fit.dispersion[columns],
+        device=device,
+    )
+    statistic = np.clip(reduced.deviance - fit.deviance[columns], 0.0, None)
+    return stats.chi2.sf(statistic, df=1)
+
+
 def _external_z(z, n_obs: int) -> np.ndarray:
     """Validate a user-supplied Z (or known factor) matrix for the effects design."""
     values = np.asarray(z)
@@ -116,8 +130,9 @@ class TreatmentEffectsMixin:
             ``"estimate"`` (default): per-gene NB dispersion re-estimated for this design (Pearson
             quasi-likelihood equation); ``"model"``: the NB head's trained dispersions.
         min_cells
-            Genes with fewer than this many cells with non-zero counts in either arm are flagged
-            ``too_sparse`` and get NaN statistics.
+            Genes with fewer than this many cells with non-zero counts (both arms together) are flagged
+            ``too_sparse`` and get NaN statistics. Genes whose IRLS did not converge (for example all zeros in
+            one arm: the MLE of the effect is infinite) keep ``converged=False`` and get NaN statistics too.
         device
             Torch device of the IRLS fit (``"cuda"`` for a GPU).
 
@@ -125,7 +140,9 @@ class TreatmentEffectsMixin:
         -------
         DataFrame indexed by gene with ``lfc`` (natural log), ``log2fc``, ``se``, ``stat`` (Wald z), ``pvalue``,
         ``padj`` (Benjamini–Hochberg over testable genes), ``ci_low``, ``ci_high``, ``mean_control``,
-        ``mean_treated`` (mean counts per arm), ``dispersion``, ``converged`` and ``too_sparse``.
+        ``mean_treated`` (mean counts per arm), ``dispersion``, ``converged``, ``too_sparse`` and ``separated``
+        (all zeros in one arm only: ``lfc`` is ±inf, ``se``, ``stat`` and the interval are NaN, and the
+        p-value comes from a likelihood-ratio test, which stays valid where the Wald test has no power).
         """
         if isinstance(z, str) and z not in Z_SOURCES:
             msg = f"`z` must be one of {list(Z_SOURCES)} or an array of shape (n_obs, k), got {z!r}."
@@ -153,13 +170,27 @@ class TreatmentEffectsMixin:
             fixed = np.exp(-self.module.nb_head.clamped_log_theta().detach().cpu().numpy())
         fit = fit_nb_glm(counts, design, offset=data["offset"], dispersion=fixed, device=device)
         treated = d == 1
-        too_sparse = (_column_sums(counts[treated] > 0) < min_cells) | (_column_sums(counts[~treated] > 0) < min_cells)
+        # total, not per arm: a gene silent in control and induced by treatment (IFIT1 under IFN-β) is the
+        # most informative of all, and must not be dropped for being sparse in one arm
+        too_sparse = _column_sums(counts > 0) < min_cells
         lfc = fit.coef[:, d_index]
         se = (fit.robust_se if robust else fit.se)[:, d_index]
-        bad = too_sparse | ~np.isfinite(se) | (se <= 0)
+        nonzero_treated = _column_sums(counts[treated] > 0)
+        nonzero_control = _column_sums(counts[~treated] > 0)
+        # all zeros in one arm and not in the other: complete separation, the MLE of the effect is ±inf and
+        # its Wald test has no power (Hauck-Donner: CXCL11 under IFN-β came out at lfc 21, se 763, p = 0.98)
+        separated = ~too_sparse & ((nonzero_treated == 0) | (nonzero_control == 0))
+        # IRLS that did not converge (a near-singular design, a few extreme outliers) has no trustworthy
+        # estimate: report NaN with `converged=False` rather than a huge lfc at p = 0
+        bad = too_sparse | separated | ~fit.converged | ~np.isfinite(se) | (se <= 0)
         lfc, se = np.where(bad, np.nan, lfc), np.where(bad, np.nan, se)
         stat = lfc / se
         pvalue = 2 * stats.norm.sf(np.abs(stat))
+        if separated.any():
+            # the likelihood-ratio test stays valid under separation: deviance of the fit without D against
+            # the fit with D, same dispersions, on the separated genes only
+            lfc[separated] = np.where(nonzero_treated[separated] > 0, np.inf, -np.inf)
+            pvalue[separated] = _lrt_pvalues(counts, design, d_index, data["offset"], fit, separated, device)
         quantile = stats.norm.ppf(1 - alpha / 2)
         return pd.DataFrame(
             {
@@ -176,6 +207,7 @@ class TreatmentEffectsMixin:
                 "dispersion": fit.dispersion,
                 "converged": fit.converged,
                 "too_sparse": too_sparse,
+                "separated": separated,
             },
             index=pd.Index(adata.var_names, name="gene"),
         )
