@@ -7,13 +7,13 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.zconf-installed
 
-.PHONY: demo test test-all lint bench clean-venv
+.PHONY: demo test test-all docs lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,dev]"
+	$(PY) -m pip install --quiet -e ".[test,dev,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	MPLBACKEND=agg $(PY) -m pytest -m ""
+
+# warnings are errors (-W), and a clean build each time so that none are hidden by the cache
+docs: $(STAMP)
+	rm -rf docs/_build docs/generated
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -28,7 +28,24 @@ DEFAULT: dict[str, dict] = {"model": {}, "train": {}}
 
 
 def get(name: str) -> dict[str, dict]:
-    """A deep copy of the preset called ``name`` (``"notebook"`` or ``"default"``)."""
+    """A deep copy of the preset called ``name``.
+
+    Parameters
+    ----------
+    name
+        ``"notebook"`` (:data:`NOTEBOOK`) or ``"default"`` (:data:`DEFAULT`).
+
+    Returns
+    -------
+    Dict with ``"model"`` (keywords of :class:`~zconf.ZConf`) and ``"train"`` (keywords of ``train``).
+
+    Examples
+    --------
+    >>> import zconf
+    >>> preset = zconf.presets.get("notebook")
+    >>> preset["train"]["max_epochs"]
+    10
+    """
     presets = {"notebook": NOTEBOOK, "default": DEFAULT}
     if name not in presets:
         msg = f"Unknown preset {name!r}; choose one of {sorted(presets)}."

@@ -38,6 +38,14 @@ def bayes_posterior(adata: AnnData, *, counts_layer: str = "counts") -> np.ndarr
     Returns
     -------
     Marginal posterior probabilities, ``(n_obs, n_latent)``.
+
+    Examples
+    --------
+    >>> import zconf
+    >>> adata = zconf.data.simulate("seed", n_obs=300, n_vars=50)
+    >>> posterior = zconf.data.bayes_posterior(adata)
+    >>> posterior.shape
+    (300, 1)
     """
     if "simulation" not in adata.uns:
         msg = "adata.uns['simulation'] not found; bayes_posterior needs data from zconf.data.simulate."

@@ -43,7 +43,7 @@ class SimulationParams:
     intercept
         Constant added to every log-mean (the notebook used 0).
     dispersion_offset
-        Per-gene NB dispersion α = |N(0, 1)| + offset, Var(Y) = μ + α μ².
+        Per-gene NB dispersion α = abs(N(0, 1)) + offset, Var(Y) = μ + α μ².
     """
 
     n_obs: int = 2000
@@ -116,7 +116,7 @@ def simulate(
 
     The story: binary covariates X ~ Bernoulli(p_x); a binary confounder Z ~ Bernoulli(p_z); a treatment
     D ~ Bernoulli(sigmoid(X·β1 + Z·γ1)); and counts Y from a Gamma–Poisson negative binomial with
-    log μ = intercept + [X, D]·β2 + Z·γ2 and per-gene dispersion α = |N(0, 1)| + 0.5.
+    log μ = intercept + [X, D]·β2 + Z·γ2 and per-gene dispersion α = abs(N(0, 1)) + 0.5.
 
     Parameters
     ----------

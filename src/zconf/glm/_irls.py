@@ -186,6 +186,16 @@ def fit_nb_glm(
     -------
     :class:`GLMFit`; ``se`` from the expected information (as statsmodels' IRLS), ``robust_se`` the HC0
     sandwich.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> design = np.column_stack([np.ones(500), rng.integers(0, 2, 500)])
+    >>> counts = rng.poisson(np.exp(1.0 + 0.5 * design[:, 1:2]), size=(500, 3))
+    >>> fit = fit_nb_glm(counts, design)
+    >>> np.round(fit.coef[:, 1], 1)  # the effect of the second column, for each of the 3 genes
+    array([0.5, 0.5, 0.5])
     """
     if dispersion_method not in ("pearson", "ml"):
         msg = f"`dispersion_method` must be 'pearson' or 'ml', got {dispersion_method!r}."

@@ -39,7 +39,7 @@ def latent_recovery(z_true, z_hat) -> dict[str, float | list]:
 
     Z is identified only up to a label switch, so each Z-hat column is sign-aligned (Z-hat vs 1 − Z-hat);
     with several latents the columns are first matched to the true ones by the Hungarian method on
-    |corr|. NaNs are dropped pairwise.
+    abs(corr). NaNs are dropped pairwise.
 
     Parameters
     ----------
@@ -50,7 +50,7 @@ def latent_recovery(z_true, z_hat) -> dict[str, float | list]:
 
     Returns
     -------
-    Dict with ``abs_corr`` (mean over matched columns of |Pearson r|, the point-biserial r),
+    Dict with ``abs_corr`` (mean over matched columns of abs(Pearson r), the point-biserial r),
     ``corr`` (aligned r, ≥ 0), ``pvalue``, ``accuracy`` (of Z-hat > 0.5 after alignment), ``auroc``
     (aligned), their ``raw_*`` counterparts before alignment, ``flipped`` and ``matching`` (the Z-hat
     column used for each true column), and per-column lists under ``per_latent``.
@@ -131,8 +131,16 @@ def leakage(z_hat, d, z_true=None) -> dict[str, float]:
 
     Returns
     -------
-    Dict with ``corr_d`` (max over columns of |corr(Z-hat, D)|) and, with ``z_true``, ``pcorr_d_given_z``
-    (max over columns of |partial corr(Z-hat, D | Z)|: near 0 when Z-hat carries no D beyond Z).
+    Dict with ``corr_d`` (max over columns of abs(corr(Z-hat, D))) and, with ``z_true``, ``pcorr_d_given_z``
+    (max over columns of abs(partial corr(Z-hat, D given Z)): near 0 when Z-hat carries no D beyond Z).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    >>> d = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    >>> round(leakage(z, d, z_true=z)["pcorr_d_given_z"], 3)  # Z-hat equal to Z carries nothing of D beyond Z
+    0.0
     """
     z_hat = _as_2d(z_hat, "z_hat")
     d = np.asarray(d, dtype=float).ravel()

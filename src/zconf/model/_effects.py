@@ -143,6 +143,18 @@ class TreatmentEffectsMixin:
         ``mean_treated`` (mean counts per arm), ``dispersion``, ``converged``, ``too_sparse`` and ``separated``
         (all zeros in one arm only: ``lfc`` is ±inf, ``se``, ``stat`` and the interval are NaN, and the
         p-value comes from a likelihood-ratio test, which stays valid where the Wald test has no power).
+
+        Examples
+        --------
+        >>> import zconf
+        >>> adata = zconf.data.simulate("confounded", n_obs=300, n_vars=20)
+        >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
+        >>> model = zconf.ZConf(adata, n_hidden=16)
+        >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+        >>> table = model.treatment_effects()
+        >>> list(table.columns[:6])
+        ['lfc', 'log2fc', 'se', 'stat', 'pvalue', 'padj']
+        >>> oracle = model.treatment_effects(z=adata.obsm["z_true"])  # the true Z in place of Z-hat
         """
         if isinstance(z, str) and z not in Z_SOURCES:
             msg = f"`z` must be one of {list(Z_SOURCES)} or an array of shape (n_obs, k), got {z!r}."
