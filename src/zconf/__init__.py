@@ -8,6 +8,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 from . import data, metrics, pl, presets
-from .model import ZConf
+from .model import PairedVAE, ZConf
 
-__all__ = ["ZConf", "__version__", "data", "metrics", "pl", "presets"]
+__all__ = ["PairedVAE", "ZConf", "__version__", "data", "metrics", "pl", "presets"]

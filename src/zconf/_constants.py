@@ -37,7 +37,18 @@ class _OutputKeys(NamedTuple):
     UNS: str = "{key}"
 
 
+class _PairedKeys(NamedTuple):
+    """Registry keys of :class:`zconf.PairedVAE`."""
+
+    X_KEY: str = SCVI_KEYS.X_KEY
+    DATASET_KEY: str = "dataset"
+
+
 REGISTRY_KEYS = _RegistryKeys()
+PAIRED_KEYS = _PairedKeys()
+#: AnnData key written by :meth:`zconf.PairedVAE.annotate_adata` (``{key}`` is ``key_added``)
+PAIRED_LATENT_KEY = "X_{key}"
+ADVERSARIAL_STRATEGIES: tuple[str, ...] = ("grl", "alternate")
 MODULE_KEYS = _ModuleKeys()
 OUTPUT_KEYS = _OutputKeys()
 

@@ -41,23 +41,23 @@ def validate_counts(adata: AnnData, layer: str | None) -> None:
     too, with a warning: their intercept runs to the lower clamp and they add nothing but run time.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
-        msg = f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); ZConf needs cells and genes."
+        msg = f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); zconf needs cells and genes."
         raise ValueError(msg)
     matrix = count_matrix(adata, layer)
     values = (matrix.data if sparse.issparse(matrix) else np.asarray(matrix)).ravel()
     where = _where(layer)
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-        msg = f"{where} has dtype {values.dtype}; ZConf needs numeric raw counts."
+        msg = f"{where} has dtype {values.dtype}; zconf needs numeric raw counts."
         raise ValueError(msg)
     if values.size:
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             n_bad = int((~np.isfinite(values)).sum())
-            msg = f"{where} contains {n_bad} NaN or infinite value(s); ZConf needs finite raw counts."
+            msg = f"{where} contains {n_bad} NaN or infinite value(s); zconf needs finite raw counts."
             raise ValueError(msg)
         if values.min() < 0:
             msg = (
                 f"{where} contains negative values (min {values.min()}); "
-                "ZConf needs raw counts, not centred or scaled data."
+                "zconf needs raw counts, not centred or scaled data."
             )
             raise ValueError(msg)
         if np.issubdtype(values.dtype, np.floating):
@@ -65,7 +65,7 @@ def validate_counts(adata: AnnData, layer: str | None) -> None:
             if frac.max() > 1e-6:
                 example = values[np.argmax(frac)]
                 msg = (
-                    f"{where} contains non-integer values (e.g. {example:.4g}); ZConf models raw counts. "
+                    f"{where} contains non-integer values (e.g. {example:.4g}); zconf models raw counts. "
                     "If this is log-normalised data, pass `layer=` naming the raw-count layer."
                 )
                 raise ValueError(msg)

@@ -1,14 +1,18 @@
 from ._components import Generator, NBHead, TreatmentClassifier
+from ._grl import grad_reverse
 from ._losses import bernoulli_kl, bernoulli_nll, nb_deviance, nb_log_likelihood
 from ._module import ZConfModule
+from ._paired_vae import PairedVAEModule
 
 __all__ = [
     "Generator",
     "NBHead",
+    "PairedVAEModule",
     "TreatmentClassifier",
     "ZConfModule",
     "bernoulli_kl",
     "bernoulli_nll",
+    "grad_reverse",
     "nb_deviance",
     "nb_log_likelihood",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 SCHEDULES: tuple[str, ...] = ("alternating", "joint", "converge")
 
 
@@ -112,3 +114,39 @@ class ConvergencePhases:
             self.phase = "generator" if self.phase == "predictor" else "predictor"
             self._reset()
         return self.phase
+
+
+def phase_in_cycle(step: int, phases: Sequence[tuple[str, int]]) -> str:
+    """Phase of a (0-based) step in a repeating cycle of named phases with their lengths in steps.
+
+    Examples
+    --------
+    >>> [phase_in_cycle(s, [("discriminator", 2), ("encoder", 1)]) for s in range(4)]
+    ['discriminator', 'discriminator', 'encoder', 'discriminator']
+    """
+    if step < 0:
+        msg = f"`step` must be >= 0, got {step}."
+        raise ValueError(msg)
+    if not phases or any(length < 1 for _, length in phases):
+        msg = f"Every phase needs a length >= 1 step, got {list(phases)}."
+        raise ValueError(msg)
+    position = step % sum(length for _, length in phases)
+    for name, length in phases:
+        if position < length:
+            return name
+        position -= length
+    raise AssertionError  # pragma: no cover - unreachable
+
+
+def linear_warmup(epoch: int, warmup_epochs: int) -> float:
+    """Weight ramped linearly from 0 at epoch 0 to 1 at ``warmup_epochs`` (1 throughout when it is 0).
+
+    Examples
+    --------
+    >>> [linear_warmup(e, 4) for e in range(6)]
+    [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    if warmup_epochs < 0:
+        msg = f"`warmup_epochs` must be >= 0, got {warmup_epochs}."
+        raise ValueError(msg)
+    return 1.0 if warmup_epochs == 0 else min(1.0, epoch / warmup_epochs)

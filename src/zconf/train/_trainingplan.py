@@ -6,25 +6,16 @@ import math
 
 import torch
 from scvi.module.base import BaseModuleClass
-from scvi.train import TrainingPlan
 
 from zconf._constants import LOSS_SCALES, PHASE_SUBNETS, SUBNETS
 
+from ._manual import ManualOptimizationPlan, NonFiniteLossError, check_nonnegative
 from ._schedule import SCHEDULES, ConvergencePhases, phase_for_epoch, phase_for_step
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training loss stops being finite; the message names the phase, term and epoch."""
+__all__ = ["NonFiniteLossError", "ZConfTrainingPlan"]
 
 
-def _check_nonnegative(**values) -> None:
-    for name, value in values.items():
-        if value is not None and value < 0:
-            msg = f"`{name}` must be >= 0, got {value}."
-            raise ValueError(msg)
-
-
-class ZConfTrainingPlan(TrainingPlan):
+class ZConfTrainingPlan(ManualOptimizationPlan):
     """Manual-optimisation plan that alternates predictor and generator phases.
 
     Parameters
@@ -119,7 +110,7 @@ class ZConfTrainingPlan(TrainingPlan):
         if loss_scale not in LOSS_SCALES:
             msg = f"`loss_scale` must be one of {list(LOSS_SCALES)}, got {loss_scale!r}."
             raise ValueError(msg)
-        _check_nonnegative(
+        check_nonnegative(
             lr=lr,
             lr_heads=lr_heads,
             lr_classifier=lr_classifier,
@@ -150,7 +141,6 @@ class ZConfTrainingPlan(TrainingPlan):
         )
         # The prior term has its own fixed weight: TrainingPlan's KL warm-up does not apply here.
         self.loss_kwargs["kl_weight"] = kl_weight
-        self.automatic_optimization = False
         self.schedule = schedule
         self.predictor_epochs, self.generator_epochs = predictor_epochs, generator_epochs
         self.predictor_steps = predictor_steps
@@ -189,10 +179,7 @@ class ZConfTrainingPlan(TrainingPlan):
         """One Adam optimizer per sub-network, in ``SUBNETS`` order."""
         groups = self.module.subnet_parameters()
         return [
-            torch.optim.Adam(
-                groups[name], lr=self.subnet_lr[name], eps=self.eps, weight_decay=self.subnet_weight_decay[name]
-            )
-            for name in SUBNETS
+            self.make_optimizer(groups[name], self.subnet_lr[name], self.subnet_weight_decay[name]) for name in SUBNETS
         ]
 
     def on_train_epoch_start(self) -> None:
@@ -221,13 +208,7 @@ class ZConfTrainingPlan(TrainingPlan):
     def _check_finite(self, loss_output, phase: str) -> None:
         # the individual terms first, so that the message names the one that broke
         terms = {**loss_output.extra_metrics, "prior (KL)": loss_output.kl_local_sum, "total": loss_output.loss}
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                msg = (
-                    f"Non-finite {name} loss in the {phase} phase at epoch {self.current_epoch}. "
-                    "Check the counts for extreme values, or lower the learning rates (plan_kwargs)."
-                )
-                raise NonFiniteLossError(msg)
+        self.check_finite(terms, phase)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """One forward and one backward; step only the optimizers of the active sub-networks."""
@@ -239,11 +220,7 @@ class ZConfTrainingPlan(TrainingPlan):
         loss_kwargs = {**self.loss_kwargs, "dbpr_active": phase != "predictor"}
         _, _, loss_output = self.forward(batch, loss_kwargs=loss_kwargs)
         self._check_finite(loss_output, phase)
-        for opt in active:
-            opt.zero_grad()
-        self.manual_backward(loss_output.loss)  # one backward through one graph: no retain_graph
-        for opt in active:
-            opt.step()
+        self.step(loss_output.loss, active)  # one backward through one graph: no retain_graph
         loss_value = float(loss_output.loss.detach())
         self._epoch_loss_sum += loss_value if math.isfinite(loss_value) else 0.0
         self._epoch_batches += 1

@@ -1,0 +1,264 @@
+"""PairedVAE: integrate two scRNA-seq datasets on the same genes with an adversarial domain discriminator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model._utils import get_max_epochs_heuristic
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from scvi.utils import setup_anndata_dsp
+
+from zconf._constants import PAIRED_KEYS, PAIRED_LATENT_KEY
+from zconf.module import PairedVAEModule
+from zconf.train import AdversarialTrainingPlan
+
+from . import _persistence, _validation
+
+logger = logging.getLogger(__name__)
+
+
+def _dataset_levels(adata: AnnData, dataset_key: str | None) -> list:
+    """The two levels of ``adata.obs[dataset_key]``, with an error that names the problem otherwise."""
+    if dataset_key is None:
+        msg = "Pass `dataset_key`, the adata.obs column that says which of the two datasets each cell is from."
+        raise ValueError(msg)
+    if dataset_key not in adata.obs:
+        msg = f"`dataset_key` {dataset_key!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    column = adata.obs[dataset_key]
+    if column.isna().any():
+        msg = f"adata.obs[{dataset_key!r}] has {int(column.isna().sum())} missing value(s); label every cell."
+        raise ValueError(msg)
+    levels = list(pd.unique(column))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        levels = [level for level in column.cat.categories if level in set(levels)]
+    if len(levels) != 2:
+        msg = (
+            f"adata.obs[{dataset_key!r}] must have exactly two levels (one per dataset), found {len(levels)}: "
+            f"{levels[:10]}. PairedVAE integrates two datasets; subset the AnnData to two of them."
+        )
+        raise ValueError(msg)
+    return levels
+
+
+class PairedVAE(UnsupervisedTrainingMixin, BaseModelClass):
+    """Two VAEs, one per dataset, on a shared N(0, I) latent space, aligned by a domain discriminator.
+
+    Each dataset has its own encoder and decoder (negative binomial on raw counts, library-scaled softmax
+    mean, per-gene dispersion). A discriminator predicts the dataset from the posterior means; the VAEs
+    minimise the negative ELBO and maximise the discriminator's loss, either through a gradient-reversal
+    layer (``train(adversarial="grl")``) or by freezing and alternating (``train(adversarial="alternate")``),
+    through :class:`~zconf.train.AdversarialTrainingPlan`.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_latent
+        Dimension of the shared latent space.
+    n_hidden
+        Hidden units of the encoders and decoders.
+    n_layers
+        Hidden layers of the encoders and decoders.
+    dropout_rate
+        Dropout in the encoders.
+    n_hidden_discriminator
+        Hidden units of the discriminator.
+
+    Examples
+    --------
+    >>> import zconf
+    >>> adata = zconf.data.simulate("seed", n_obs=200, n_vars=30)
+    >>> adata.obs["dataset"] = adata.obs["treatment"].map({0: "ctrl", 1: "stim"})
+    >>> zconf.PairedVAE.setup_anndata(adata, layer="counts", dataset_key="dataset")
+    >>> model = zconf.PairedVAE(adata, n_latent=4, n_hidden=32)
+    >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    >>> model.get_latent_representation().shape
+    (200, 4)
+    """
+
+    _training_plan_cls = AdversarialTrainingPlan
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        n_latent: int = 10,
+        n_hidden: int = 256,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        n_hidden_discriminator: int = 64,
+    ):
+        super().__init__(adata)
+        for name, value in {"n_latent": n_latent, "n_hidden": n_hidden, "n_layers": n_layers}.items():
+            if int(value) < 1:
+                msg = f"`{name}` must be >= 1, got {value}."
+                raise ValueError(msg)
+        if not 0 <= dropout_rate < 1:
+            msg = f"`dropout_rate` must lie in [0, 1), got {dropout_rate}."
+            raise ValueError(msg)
+        self.module = PairedVAEModule(
+            n_input=self.summary_stats.n_vars,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            n_hidden_discriminator=n_hidden_discriminator,
+        )
+        self._model_summary_string = (
+            f"PairedVAE: n_latent={n_latent}, n_hidden={n_hidden}, n_layers={n_layers}, datasets="
+            f"{list(self.adata_manager.get_state_registry(PAIRED_KEYS.DATASET_KEY).categorical_mapping)}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(cls, adata: AnnData, layer: str | None = None, dataset_key: str | None = None, **kwargs) -> None:
+        """%(summary)s.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        %(param_layer)s
+        dataset_key
+            ``adata.obs`` column naming each cell's dataset; exactly two levels.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        _validation.validate_counts(adata, layer)
+        _dataset_levels(adata, dataset_key)
+        fields = [
+            LayerField(PAIRED_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(PAIRED_KEYS.DATASET_KEY, dataset_key),
+        ]
+        adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    def _class_weights(self) -> tuple[float, float]:
+        codes = np.asarray(self.adata_manager.get_from_registry(PAIRED_KEYS.DATASET_KEY)).ravel()
+        counts = np.bincount(codes.astype(int), minlength=2).astype(float)
+        return tuple(float(len(codes) / (2 * c)) for c in counts)
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        adversarial: str = "grl",
+        adversarial_weight: float = 1.0,
+        grl_lambda: float = 1.0,
+        d_steps: int = 1,
+        e_steps: int = 1,
+        warmup_epochs: int | None = None,
+        batch_size: int = 128,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ) -> None:
+        """Train the VAEs and the discriminator adversarially.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs; ``None`` uses scvi-tools' heuristic (``min(400, 400 × 20,000 / n_obs)``).
+        adversarial
+            ``"grl"`` (gradient reversal, one backward per step) or ``"alternate"`` (D-steps with the
+            encoders frozen, then E-steps with the discriminator frozen and its cross-entropy negated).
+        adversarial_weight
+            Weight of the adversarial term after the warm-up.
+        grl_lambda
+            Scale of the reversed gradient (``"grl"``).
+        d_steps, e_steps
+            Minibatch steps per D-phase and per E-phase (``"alternate"``).
+        warmup_epochs
+            Epochs of the linear ramp of the adversarial weight from 0; ``None``: a quarter of ``max_epochs``.
+        batch_size
+            Minibatch size.
+        plan_kwargs
+            Further keywords of :class:`~zconf.train.AdversarialTrainingPlan` (learning rates, ``kl_weight``).
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning ``Trainer``.
+        """
+        if max_epochs is None:
+            max_epochs = get_max_epochs_heuristic(self.adata.n_obs)
+        if warmup_epochs is None:
+            warmup_epochs = max_epochs // 4
+        plan = {
+            "adversarial": adversarial,
+            "adversarial_weight": adversarial_weight,
+            "grl_lambda": grl_lambda,
+            "d_steps": d_steps,
+            "e_steps": e_steps,
+            "warmup_epochs": warmup_epochs,
+            "class_weights": self._class_weights(),
+            **(plan_kwargs or {}),
+        }
+        super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self, adata: AnnData | None = None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Posterior means of the shared latent space, ``(n_obs, n_latent)``, in input order.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; the training data when ``None``.
+        indices
+            Cells to use; all when ``None``.
+        batch_size
+            Minibatch size for inference.
+        """
+        if not self.is_trained_:
+            msg = "The model is not trained yet; call model.train() first."
+            raise RuntimeError(msg)
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        self.module.eval()
+        means = [self.module.inference(**self.module._get_inference_input(batch))["qz_m"].cpu() for batch in loader]
+        return torch.cat(means).numpy()
+
+    def annotate_adata(
+        self, adata: AnnData | None = None, *, key_added: str = "pairedvae", copy: bool = False
+    ) -> AnnData | None:
+        """Write the latent space to ``adata.obsm[f"X_{key_added}"]`` (default ``"X_pairedvae"``).
+
+        Then ``sc.pp.neighbors(adata, use_rep="X_pairedvae")`` and ``sc.tl.umap(adata)`` embed it.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; the training data when ``None``.
+        key_added
+            Name after ``X_`` of the ``obsm`` key.
+        copy
+            Return an annotated copy instead of writing in place.
+        """
+        adata = self._validate_anndata(adata)
+        latent = self.get_latent_representation(adata)
+        adata = adata.copy() if copy else adata
+        adata.obsm[PAIRED_LATENT_KEY.format(key=key_added)] = latent.astype(np.float32)
+        return adata if copy else None
+
+    def save(self, dir_path: str, prefix: str | None = None, overwrite: bool = False, **kwargs) -> None:
+        """Save atomically: an existing model at ``dir_path`` is replaced only once the new one is written."""
+        _persistence.atomic_save(
+            lambda path: super(PairedVAE, self).save(path, prefix=prefix, overwrite=True, **kwargs),
+            dir_path,
+            overwrite,
+        )
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
+        """Load a saved PairedVAE after checking the folder and the pickle (as :meth:`zconf.ZConf.load`)."""
+        _persistence.check_model_dir(dir_path, kwargs.get("prefix"), cls.__name__)
+        registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
+        if registry.get("model_name") != cls.__name__:
+            msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
+            raise ValueError(msg)
+        return super().load(dir_path, adata=adata, **kwargs)

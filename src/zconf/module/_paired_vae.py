@@ -1,0 +1,175 @@
+"""Two VAEs, one per dataset, with a shared N(0, I) prior and a domain discriminator on the posterior means."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.nn import DecoderSCVI, Encoder
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from zconf._constants import PAIRED_KEYS
+
+from ._losses import LOG_THETA_CLAMP
+
+#: the two roles the adversarial plan gives an optimizer each
+PAIRED_ROLES: tuple[str, ...] = ("vae", "discriminator")
+
+
+class PairedVAEModule(BaseModuleClass):
+    """Dataset-specific encoders and decoders over one latent space, and a domain discriminator.
+
+    Cell *i* of dataset *k* is encoded by encoder *k* from log1p(counts) into q(z | x) = N(μ, σ²) and
+    decoded by decoder *k* into a negative binomial mean ``library × softmax(f_k(z))`` with a per-gene
+    dispersion of that dataset (the library is the cell's observed total count). The prior of z is N(0, I)
+    for both datasets. The discriminator, an MLP with one hidden layer, predicts the dataset from μ.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_latent
+        Dimension of the shared latent space.
+    n_hidden
+        Hidden units of every encoder and decoder layer.
+    n_layers
+        Hidden layers of the encoders and decoders.
+    dropout_rate
+        Dropout in the encoders.
+    n_hidden_discriminator
+        Hidden units of the discriminator.
+    tied_init
+        Start both VAEs from the same weights (they are trained separately from there).
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_latent: int = 10,
+        n_hidden: int = 256,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        n_hidden_discriminator: int = 64,
+        tied_init: bool = True,
+    ):
+        super().__init__()
+        self.n_latent = n_latent
+        # layer norm, not batch norm: each encoder sees only its dataset's cells of a minibatch, which can be
+        # very few (or one) when the datasets differ in size
+        self.encoders = nn.ModuleList(
+            Encoder(
+                n_input,
+                n_latent,
+                n_layers=n_layers,
+                n_hidden=n_hidden,
+                dropout_rate=dropout_rate,
+                use_batch_norm=False,
+                use_layer_norm=True,
+            )
+            for _ in range(2)
+        )
+        self.decoders = nn.ModuleList(
+            DecoderSCVI(n_latent, n_input, n_layers=n_layers, n_hidden=n_hidden, use_layer_norm=True) for _ in range(2)
+        )
+        if tied_init:
+            # both VAEs start from the same weights. Nothing else ties what a latent direction means in one
+            # dataset to what it means in the other (the discriminator matches only the marginals), and from a
+            # common start the two encoders of similar data stay in register: measured on Kang stim/ctrl
+            self.encoders[1].load_state_dict(self.encoders[0].state_dict())
+            self.decoders[1].load_state_dict(self.decoders[0].state_dict())
+        self.log_theta = nn.Parameter(torch.zeros(2, n_input))  # per dataset, per gene: θ = 1 / dispersion
+        self.discriminator = nn.Sequential(
+            nn.Linear(n_latent, n_hidden_discriminator), nn.ReLU(), nn.Linear(n_hidden_discriminator, 1)
+        )
+
+    def role_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of each role: ``"vae"`` (encoders, decoders, dispersions) and ``"discriminator"``."""
+        vae = [*self.encoders.parameters(), *self.decoders.parameters(), self.log_theta]
+        return {"vae": vae, "discriminator": list(self.discriminator.parameters())}
+
+    def set_trainable(self, roles: tuple[str, ...] | None) -> None:
+        """Freeze every role not in ``roles`` (``requires_grad=False``); ``None`` unfreezes all."""
+        for role, params in self.role_parameters().items():
+            for param in params:
+                param.requires_grad_(roles is None or role in roles)
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": tensors[PAIRED_KEYS.X_KEY], "dataset": tensors[PAIRED_KEYS.DATASET_KEY]}
+
+    def _get_generative_input(self, tensors, inference_outputs) -> dict[str, torch.Tensor]:
+        return {
+            "z": inference_outputs["z"],
+            "library": inference_outputs["library"],
+            "dataset": inference_outputs["dataset"],
+        }
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, dataset: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Route each cell through its dataset's encoder; returns ``qz_m``, ``qz_v``, ``z``, ``library``."""
+        dataset = dataset.reshape(-1).long()
+        encoded = torch.log1p(x)
+        qz_m = x.new_zeros(x.shape[0], self.n_latent)
+        qz_v = x.new_ones(x.shape[0], self.n_latent)
+        z = x.new_zeros(x.shape[0], self.n_latent)
+        for k in range(2):
+            rows = dataset == k
+            if rows.any():
+                mean, var, sample = self.encoders[k](encoded[rows])
+                qz_m, qz_v, z = (
+                    qz_m.index_put((rows,), mean),
+                    qz_v.index_put((rows,), var),
+                    z.index_put((rows,), sample),
+                )
+        library = torch.log(x.sum(-1, keepdim=True).clamp_min(1.0))
+        return {"qz_m": qz_m, "qz_v": qz_v, "z": z, "library": library, "dataset": dataset}
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor, library: torch.Tensor, dataset: torch.Tensor) -> dict[str, torch.Tensor]:
+        """NB mean from each cell's dataset decoder, and that dataset's per-gene θ."""
+        rate = z.new_zeros(z.shape[0], self.log_theta.shape[1])
+        for k in range(2):
+            rows = dataset == k
+            if rows.any():
+                _, _, px_rate, _ = self.decoders[k]("gene", z[rows], library[rows])
+                rate = rate.index_put((rows,), px_rate)
+        theta = torch.exp(self.log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP))[dataset]
+        return {"px_rate": rate, "px_theta": theta}
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
+        """Negative ELBO per cell: NB reconstruction summed over genes plus KL(q(z | x) ‖ N(0, I))."""
+        x = tensors[PAIRED_KEYS.X_KEY]
+        reconstruction = (
+            -NegativeBinomial(mu=generative_outputs["px_rate"], theta=generative_outputs["px_theta"])
+            .log_prob(x)
+            .sum(-1)
+        )
+        posterior = Normal(inference_outputs["qz_m"], inference_outputs["qz_v"].sqrt())
+        kl = kl_divergence(posterior, Normal(0.0, 1.0)).sum(-1)
+        loss = torch.mean(reconstruction + kl_weight * kl)
+        return LossOutput(loss=loss, reconstruction_loss=reconstruction, kl_local=kl)
+
+    def discriminator_loss(
+        self, qz_m: torch.Tensor, dataset: torch.Tensor, class_weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class-weighted binary cross-entropy of the discriminator on ``qz_m``, and its balanced accuracy.
+
+        ``class_weights[k]`` weighs the cells of dataset *k* (``n / (2 n_k)`` balances unequal sizes), and the
+        loss is normalised by the summed weight: a chance-level discriminator scores log 2 whatever the sizes.
+        """
+        dataset = dataset.reshape(-1)
+        logits = self.discriminator(qz_m).squeeze(-1)
+        weights = class_weights.to(logits.device)[dataset.long()]
+        losses = F.binary_cross_entropy_with_logits(logits, dataset.float(), reduction="none")
+        loss = (weights * losses).sum() / weights.sum()
+        correct = ((logits > 0).long() == dataset.long()).float()
+        # balanced accuracy (mean of the per-dataset accuracies): 0.5 is chance whatever the sizes
+        per_class = [correct[dataset.long() == k].mean() for k in range(2) if bool((dataset.long() == k).any())]
+        accuracy = torch.stack(per_class).mean()
+        return loss, accuracy
+
+    @torch.inference_mode()
+    def sample(self, *args, **kwargs):  # pragma: no cover - not a generative sampler
+        """Not implemented: PairedVAE is used for its latent space."""
+        raise NotImplementedError("PairedVAE does not implement sampling.")

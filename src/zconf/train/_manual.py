@@ -1,0 +1,65 @@
+"""Manual optimisation with one optimizer per role: the machinery shared by zconf's training plans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from scvi.module.base import BaseModuleClass
+from scvi.train import TrainingPlan
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss stops being finite; the message names the phase, term and epoch."""
+
+
+def check_nonnegative(**values) -> None:
+    """Raise a ValueError naming the first argument that is negative (``None`` is skipped)."""
+    for name, value in values.items():
+        if value is not None and value < 0:
+            msg = f"`{name}` must be >= 0, got {value}."
+            raise ValueError(msg)
+
+
+class ManualOptimizationPlan(TrainingPlan):
+    """A :class:`scvi.train.TrainingPlan` with manual optimisation and one Adam optimizer per role.
+
+    Subclasses build their optimizers with :meth:`make_optimizer` in ``configure_optimizers`` and, in
+    ``training_step``, compute one loss, call :meth:`check_finite` and then :meth:`step` with the optimizers
+    of the roles that the current phase trains: one forward and one backward per step, no ``retain_graph``.
+
+    Parameters
+    ----------
+    module
+        The scvi-tools module.
+    eps
+        Adam's epsilon (scvi-tools' default, 0.01, damps small per-parameter gradients; 1e-8 is Adam's own).
+    **kwargs
+        Passed to :class:`scvi.train.TrainingPlan`.
+    """
+
+    def __init__(self, module: BaseModuleClass, *, eps: float = 1e-8, **kwargs):
+        super().__init__(module, eps=eps, **kwargs)
+        self.automatic_optimization = False
+
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0):
+        """Adam over ``params`` with this plan's epsilon."""
+        return torch.optim.Adam(params, lr=lr, eps=self.eps, weight_decay=weight_decay)
+
+    def step(self, loss: torch.Tensor, optimizers: Sequence) -> None:
+        """Zero the gradients of ``optimizers``, backpropagate ``loss`` once, and step them."""
+        for opt in optimizers:
+            opt.zero_grad()
+        self.manual_backward(loss)
+        for opt in optimizers:
+            opt.step()
+
+    def check_finite(self, terms: Mapping[str, torch.Tensor], phase: str) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first non-finite term (check the parts before the total)."""
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                msg = (
+                    f"Non-finite {name} loss in the {phase} phase at epoch {self.current_epoch}. "
+                    "Check the counts for extreme values, or lower the learning rates (plan_kwargs)."
+                )
+                raise NonFiniteLossError(msg)
