@@ -51,3 +51,17 @@ def test_speed_smoke(tmp_path):
     speed.main(["--smoke", "--epochs", "1"])
     rows = json.loads((tmp_path / "speed_smoke.json").read_text())
     assert rows[0]["zconf_epoch_s"] > 0 and rows[0]["scvi_epoch_s"] > 0
+
+
+def test_paired_vae_smoke(tmp_path):
+    from benchmarks import paired_vae
+
+    paired_vae.main(["--smoke", "--seeds", "0", "--n-latent", "4"])
+    rows = json.loads((tmp_path / "paired_vae_smoke_runs.json").read_text())
+    assert {r["method"] for r in rows} == {
+        "PCA (10 components)",
+        "PairedVAE (grl, n_latent=4)",
+        "PairedVAE (alternate, n_latent=4)",
+        "SCVI (batch_key=condition)",
+    }
+    assert all(0 <= r["mixing_balanced_accuracy"] <= 1 for r in rows)
