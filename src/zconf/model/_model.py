@@ -47,6 +47,13 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
     return epochs + (epochs % 2)
 
 
+def _is_distributed(train_kwargs: dict) -> bool:
+    """Whether the Trainer keywords ask for more than one device or process (DDP and friends)."""
+    devices = train_kwargs.get("devices")
+    many = isinstance(devices, int) and devices > 1 or isinstance(devices, list | tuple) and len(devices) > 1
+    return many or "ddp" in str(train_kwargs.get("strategy", "")) or (train_kwargs.get("num_nodes") or 1) > 1
+
+
 def _h5ad_safe(value):
     """Make a value writable to ``uns`` by h5py: tuples become lists, ``None`` entries are dropped."""
     if isinstance(value, dict):
@@ -262,6 +269,12 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if n_init < 1 or max_restarts < 0:
             msg = f"Need n_init >= 1 and max_restarts >= 0, got n_init={n_init}, max_restarts={max_restarts}."
             raise ValueError(msg)
+        if _is_distributed(train_kwargs):
+            # every process must make the same restart decisions, but only rank 0 records the history: one fit
+            if n_init > 1:
+                msg = "n_init > 1 is not supported with multi-device training; train once per process group."
+                raise ValueError(msg)
+            max_restarts = 0
         best: tuple[float, dict, dict] | None = None
         run, collapsed = 0, False
         while run < n_init or (collapsed and run < n_init + max_restarts):
@@ -273,6 +286,8 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 self._initialize_intercepts()
             # plan kwargs are copied per run; trainer kwargs (callbacks, loggers) are passed as given
             super().train(**{**train_kwargs, "plan_kwargs": deepcopy(train_kwargs["plan_kwargs"])})
+            if "elbo_train" not in (self.history_ or {}):  # a non-zero DDP rank keeps no history
+                break
             elbo = float(self.history_["elbo_train"].iloc[-1, 0])
             if best is None or elbo < best[0]:
                 best = (elbo, deepcopy(self.module.state_dict()), deepcopy(self.history_))

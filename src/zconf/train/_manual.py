@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from scvi.module.base import BaseModuleClass
+from scvi.module.base import BaseModuleClass, LossOutput
 from scvi.train import TrainingPlan
 
 
@@ -63,3 +64,24 @@ class ManualOptimizationPlan(TrainingPlan):
                     "Check the counts for extreme values, or lower the learning rates (plan_kwargs)."
                 )
                 raise NonFiniteLossError(msg)
+
+    def compute_and_log_metrics(self, loss_output: LossOutput, metrics: dict, mode: str) -> None:
+        """scvi-tools' ELBO metrics, then the module's extra metrics logged outside inference mode.
+
+        scvi-tools logs extra metrics inside ``torch.inference_mode``; under DDP, Lightning's epoch-end sync then
+        updates those inference tensors in place and fails ("Inplace update to inference tensor outside
+        InferenceMode"). Logging them here, as ordinary detached tensors, makes multi-process training work.
+        """
+        extra = dict(loss_output.extra_metrics or {})
+        super().compute_and_log_metrics(dataclasses.replace(loss_output, extra_metrics={}), metrics, mode)
+        for key, value in extra.items():
+            if isinstance(value, torch.Tensor) and value.dim() != 0:
+                continue  # scvi-tools logs only scalars, too
+            self.log(
+                f"{key}_{mode}",
+                value.detach() if isinstance(value, torch.Tensor) else value,
+                on_step=self.on_step,
+                on_epoch=self.on_epoch,
+                batch_size=loss_output.n_obs_minibatch,
+                sync_dist=self.use_sync_dist,
+            )
