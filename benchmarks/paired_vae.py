@@ -105,7 +105,7 @@ def main(argv=None) -> None:
         for strategy in ("grl", "alternate"):
             for n_latent in args.n_latent:
                 rows.append(_paired(adata.copy(), strategy, seed, max_epochs, "condition", "cell_type", n_latent))
-            print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
+                print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
         rows.append(_scvi(adata.copy(), seed, max_epochs, "condition", "cell_type"))
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
     summary = summarise(rows, ("method",), METRICS)

@@ -65,3 +65,15 @@ def test_paired_vae_smoke(tmp_path):
         "SCVI (batch_key=condition)",
     }
     assert all(0 <= r["mixing_balanced_accuracy"] <= 1 for r in rows)
+
+
+def test_scale_smoke(tmp_path):
+    from benchmarks import scale
+
+    scale.main(["--smoke", "--seeds", "0"])
+    rows = json.loads((tmp_path / "scale_smoke.json").read_text())
+    big = next(r for r in rows if r["benchmark"] == "large_sparse")
+    assert big["x_is_sparse"] and big["peak_rss_gb"] > 0
+    assert any(r["benchmark"] == "time_to_accuracy" for r in rows)
+    report = (tmp_path / "profile_smoke.md").read_text()
+    assert "## ZConf" in report and "## SCVI" in report

@@ -10,6 +10,8 @@ from scipy import stats
 from zconf._constants import REGISTRY_KEYS
 from zconf.glm import fit_nb_glm
 
+from ._validation import is_in_memory
+
 Z_SOURCES = ("soft", "hard")
 
 
@@ -169,6 +171,12 @@ class TreatmentEffectsMixin:
         adata = self._validate_anndata(adata)
         data = self.regression_data(adata)
         counts, d = data["counts"], data["treatment"]
+        if not is_in_memory(counts):
+            msg = (
+                "treatment_effects needs the counts in memory (the per-gene GLMs read every cell of each gene); "
+                "this AnnData is backed. Load it with adata.to_memory() (a sparse matrix stays sparse)."
+            )
+            raise ValueError(msg)
         n_obs = len(d)
         columns = [np.ones((n_obs, 1)), data["covariates"], d[:, None]]
         if adjust and isinstance(z, str):

@@ -349,7 +349,7 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
             return
         data = self.regression_data()
         counts = data["counts"]
-        gene_means = np.asarray(counts.mean(axis=0)).ravel()
+        gene_means = _validation.column_sums(counts, self.adata.n_obs) / self.adata.n_obs
         offset_mean = 0.0 if data["offset"] is None else float(np.mean(data["offset"]))
         log_means = np.log(np.clip(gene_means, 1e-8, None)) - offset_mean
         treated = float(np.clip(np.mean(data["treatment"]), 1e-3, 1 - 1e-3))

@@ -33,19 +33,36 @@ def count_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
-def validate_counts(adata: AnnData, layer: str | None) -> None:
-    """Check that the registered matrix holds finite, non-negative integer counts.
+#: cells read at a time when checking a backed (on-disk) count matrix
+BACKED_BLOCK = 20_000
 
-    Dense, CSR and CSC matrices with an integer or float dtype are accepted. All-zero cells are kept
-    (their likelihood is well defined; they carry little information on Z). All-zero genes are kept
-    too, with a warning: their intercept runs to the lower clamp and they add nothing but run time.
-    """
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        msg = f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); zconf needs cells and genes."
-        raise ValueError(msg)
-    matrix = count_matrix(adata, layer)
-    values = (matrix.data if sparse.issparse(matrix) else np.asarray(matrix)).ravel()
-    where = _where(layer)
+
+def is_in_memory(matrix) -> bool:
+    """Whether ``matrix`` is a scipy sparse matrix or a numpy array (not a backed, on-disk dataset)."""
+    return sparse.issparse(matrix) or isinstance(matrix, np.ndarray)
+
+
+def row_blocks(matrix, n_obs: int, block: int = BACKED_BLOCK):
+    """The matrix itself when in memory; otherwise its rows read ``block`` cells at a time."""
+    if is_in_memory(matrix):
+        yield matrix
+        return
+    for start in range(0, n_obs, block):
+        yield matrix[start : start + block]
+
+
+def column_sums(matrix, n_obs: int) -> np.ndarray:
+    """Per-gene sums of a dense, sparse or backed count matrix, without densifying it."""
+    return sum(np.asarray(b.sum(axis=0), dtype=float).ravel() for b in row_blocks(matrix, n_obs))
+
+
+def _stored_values(matrix) -> np.ndarray:
+    """The stored entries: ``.data`` of a sparse matrix, all entries of a dense one."""
+    return (matrix.data if sparse.issparse(matrix) else np.asarray(matrix)).ravel()
+
+
+def _check_count_values(values: np.ndarray, where: str) -> None:
+    """Raise a ValueError naming ``where`` unless ``values`` are finite, non-negative integers."""
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         msg = f"{where} has dtype {values.dtype}; zconf needs numeric raw counts."
         raise ValueError(msg)
@@ -69,7 +86,24 @@ def validate_counts(adata: AnnData, layer: str | None) -> None:
                     "If this is log-normalised data, pass `layer=` naming the raw-count layer."
                 )
                 raise ValueError(msg)
-    gene_totals = np.asarray(matrix.sum(axis=0)).ravel()
+
+
+def validate_counts(adata: AnnData, layer: str | None) -> None:
+    """Check that the registered matrix holds finite, non-negative integer counts.
+
+    Dense, CSR and CSC matrices with an integer or float dtype are accepted, in memory or backed
+    (``anndata.read_h5ad(path, backed="r")``: checked in blocks of ``BACKED_BLOCK`` cells). All-zero cells are kept
+    (their likelihood is well defined; they carry little information on Z). All-zero genes are kept
+    too, with a warning: their intercept runs to the lower clamp and they add nothing but run time.
+    """
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); zconf needs cells and genes."
+        raise ValueError(msg)
+    matrix = count_matrix(adata, layer)
+    where = _where(layer)
+    for block in row_blocks(matrix, adata.n_obs):  # a backed matrix is read in blocks, never whole
+        _check_count_values(_stored_values(block), where)
+    gene_totals = column_sums(matrix, adata.n_obs)
     n_zero_genes = int((gene_totals == 0).sum())
     if n_zero_genes:
         warnings.warn(

@@ -1,0 +1,154 @@
+"""Scale: one epoch on a large sparse AnnData (peak memory), time to accuracy, and where the time goes.
+
+Run: ``.venv/bin/python -m benchmarks.scale`` (about 5 minutes on 2 CPU cores); ``--smoke`` for a tiny run.
+Writes ``benchmarks/results/scale.{json,md}`` and ``benchmarks/results/profile.md``.
+
+* ``large_sparse``: a 200,000 × 2,000 CSR AnnData (about 10% non-zero), built block-wise so the full dense
+  matrix never exists, set up and trained for one epoch, in a fresh process; peak RSS from
+  ``getrusage`` (the whole process: Python, torch, the data and training). Target ≤ 3 GB.
+* ``time_to_accuracy``: ``ZConf(adata).train()`` with defaults on the ``"confounded"`` preset at
+  10,000 × 1,000; wall seconds and abs corr(Z-hat, Z). Target: ≥ 0.98 within 60 s.
+* ``profile``: Lightning's ``SimpleProfiler`` over two epochs of ZConf and of SCVI at 10,000 × 1,000, the
+  hooks ranked by total time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scvi
+from lightning.pytorch.profilers import SimpleProfiler
+
+import zconf
+from benchmarks import _common
+from benchmarks._common import covariate_keys, quiet, write
+from benchmarks.speed import sparse_counts
+
+LARGE_SPARSE = """
+import json, resource, sys, time
+import numpy as np
+import zconf
+from benchmarks._common import quiet
+from benchmarks.speed import sparse_counts
+
+quiet()
+n_obs, n_vars = int(sys.argv[1]), int(sys.argv[2])
+start = time.perf_counter()
+adata = sparse_counts(n_obs, n_vars)
+build_s = time.perf_counter() - start
+rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+zconf.ZConf.setup_anndata(adata, treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"])
+model = zconf.ZConf(adata)
+start = time.perf_counter()
+model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False, max_restarts=0)
+train_s = time.perf_counter() - start
+print(json.dumps({
+    "n_obs": n_obs, "n_vars": n_vars, "nnz": int(adata.X.nnz), "density": adata.X.nnz / (n_obs * n_vars),
+    "x_is_sparse": bool(hasattr(adata.X, "tocsr")), "build_s": build_s, "train_one_epoch_s": train_s,
+    "peak_rss_gb_after_data": rss_data, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    "dense_matrix_gb_if_densified": n_obs * n_vars * 4 / 1e9,
+}))
+"""
+
+
+def large_sparse(n_obs: int, n_vars: int) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_SPARSE, str(n_obs), str(n_vars)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],  # the repository root, so that `benchmarks` imports
+    )
+    return {"benchmark": "large_sparse", **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def time_to_accuracy(n_obs: int, n_vars: int, seed: int, max_epochs: int | None) -> dict:
+    adata = zconf.data.simulate("confounded", n_obs=n_obs, n_vars=n_vars, random_state=seed)
+    scvi.settings.seed = seed
+    zconf.ZConf.setup_anndata(
+        adata, layer="counts", treatment_key="treatment", continuous_covariate_keys=covariate_keys(adata)
+    )
+    model = zconf.ZConf(adata)
+    start = time.perf_counter()
+    model.train(max_epochs=max_epochs, accelerator="cpu", enable_progress_bar=False)
+    seconds = time.perf_counter() - start
+    corr = zconf.metrics.latent_recovery(adata.obsm["z_true"], model.get_latent_representation())["abs_corr"]
+    return {
+        "benchmark": "time_to_accuracy",
+        "n_obs": n_obs,
+        "n_vars": n_vars,
+        "seed": seed,
+        "epochs": len(model.history["train_loss"]),
+        "train_s": seconds,
+        "abs_corr": corr,
+    }
+
+
+def _profile_report(profiler: SimpleProfiler, top: int) -> list[tuple[str, float, int]]:
+    rows = [(name, float(np.sum(d)), len(d)) for name, d in profiler.recorded_durations.items()]
+    return sorted(rows, key=lambda r: -r[1])[:top]
+
+
+def profile(n_obs: int, n_vars: int, epochs: int, top: int = 12) -> str:
+    adata = sparse_counts(n_obs, n_vars)
+    lines = [
+        "# Where the time goes: Lightning SimpleProfiler",
+        "",
+        f"{n_obs} × {n_vars} sparse counts, batch 128, {epochs} epochs, 2 CPU cores. Seconds summed over the run.",
+    ]
+    for name in ("ZConf", "SCVI"):
+        data = adata.copy()
+        profiler = SimpleProfiler()
+        if name == "ZConf":
+            zconf.ZConf.setup_anndata(
+                data, treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"]
+            )
+            model = zconf.ZConf(data)
+            model.train(
+                max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, max_restarts=0, profiler=profiler
+            )
+        else:
+            scvi.model.SCVI.setup_anndata(data)
+            model = scvi.model.SCVI(data)
+            model.train(
+                max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, train_size=1.0, profiler=profiler
+            )
+        lines += ["", f"## {name}", "", "| action | total s | calls |", "|---|---|---|"]
+        lines += [f"| {action} | {total:.3f} | {calls} |" for action, total, calls in _profile_report(profiler, top)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    quiet()
+    if args.smoke:
+        big, acc, prof, epochs = (2000, 50), (300, 40), (300, 40), 2
+    else:
+        big, acc, prof, epochs = (200_000, 2000), (10_000, 1000), (10_000, 1000), None
+    rows = [large_sparse(*big)]
+    print(rows[-1], flush=True)
+    for seed in args.seeds:
+        rows.append(time_to_accuracy(*acc, seed, epochs))
+        print(rows[-1], flush=True)
+    name = "scale_smoke" if args.smoke else "scale"
+    columns = sorted({k for r in rows for k in r}, key=lambda k: (k != "benchmark", k))
+    notes = "Targets: large_sparse peak_rss_gb ≤ 3; time_to_accuracy abs_corr ≥ 0.98 with train_s ≤ 60."
+    write(name, rows, columns, "Scale: large sparse data and time to accuracy (2 CPU cores)", notes)
+    (_common.RESULTS / ("profile_smoke.md" if args.smoke else "profile.md")).write_text(
+        profile(*prof, epochs=2)
+    )
+    print("peak RSS of this process (GB):", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+
+
+if __name__ == "__main__":
+    main()
