@@ -140,12 +140,13 @@ class AdversarialTrainingPlan(ManualOptimizationPlan):
                 self.check_finite({"ELBO": loss_output.loss, "discriminator": disc_loss}, phase)
                 self.step(total, [vae_opt])
         self._n_steps += 1
-        self.log("discriminator_loss", disc_loss.detach(), on_epoch=True, on_step=False, prog_bar=True)
-        self.log("discriminator_accuracy", accuracy, on_epoch=True, on_step=False)
-        self.log("adversarial_weight", weight, on_epoch=True, on_step=False)
+        self.accumulate(None, discriminator_loss=disc_loss, discriminator_accuracy=accuracy, adversarial_weight=weight)
         if loss_output is not None:
-            self.log("train_loss", loss_output.loss.detach(), on_epoch=True, on_step=False, prog_bar=True)
-            self.compute_and_log_metrics(loss_output, self.train_metrics, "train")
+            self.accumulate(loss_output, train_loss=loss_output.loss)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch means of the losses and the discriminator's accuracy."""
+        self.log_accumulated("train", prog_bar=("train_loss", "discriminator_loss"))
 
     def on_train_end(self) -> None:
         """Leave every role trainable again."""

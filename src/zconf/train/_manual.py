@@ -42,6 +42,42 @@ class ManualOptimizationPlan(TrainingPlan):
     def __init__(self, module: BaseModuleClass, *, eps: float = 1e-8, **kwargs):
         super().__init__(module, eps=eps, **kwargs)
         self.automatic_optimization = False
+        self._epoch_sums: dict[str, list] = {}
+
+    # Per-step ``self.log`` calls cost ~1 ms each on CPU (Lightning moves and wraps every value): profiled at
+    # 10,000 x 1,000 they took 1.36 s of ZConf's 2.61 s in training_step (8 calls per step). Training metrics are
+    # therefore summed here, as detached tensors (no host sync), and logged once per epoch under the same names
+    # scvi-tools uses (elbo_train, reconstruction_loss_train, kl_local_train, kl_global_train, extras).
+    def accumulate(self, loss_output: LossOutput | None, mode: str = "train", **values) -> None:
+        """Add one minibatch's losses to the epoch sums; ``values`` are per-cell means (weighted by cells)."""
+        n_obs = loss_output.n_obs_minibatch if loss_output is not None else 1
+
+        def add(name: str, total, count: float) -> None:
+            entry = self._epoch_sums.setdefault(name, [0.0, 0.0])
+            entry[0] = entry[0] + (total.detach() if isinstance(total, torch.Tensor) else float(total))
+            entry[1] += count
+
+        if loss_output is not None:
+            add(f"reconstruction_loss_{mode}", loss_output.reconstruction_loss_sum, n_obs)
+            add(f"kl_local_{mode}", loss_output.kl_local_sum, n_obs)
+            add(f"kl_global_{mode}", loss_output.kl_global_sum, 1)
+            for key, value in (loss_output.extra_metrics or {}).items():
+                if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                    add(f"{key}_{mode}", value * n_obs, n_obs)
+        for key, value in values.items():
+            add(key, value * n_obs, n_obs)
+
+    def log_accumulated(self, mode: str = "train", prog_bar: tuple[str, ...] = ("train_loss",)) -> None:
+        """Log the epoch means of :meth:`accumulate`'s sums (and the ELBO, as scvi-tools defines it); reset."""
+        means = {name: total / max(count, 1e-12) for name, (total, count) in self._epoch_sums.items()}
+        if f"reconstruction_loss_{mode}" in means:
+            means[f"elbo_{mode}"] = (
+                means[f"reconstruction_loss_{mode}"] + means[f"kl_local_{mode}"] + means[f"kl_global_{mode}"]
+            )
+        for name, value in means.items():
+            value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+            self.log(name, value, on_step=False, on_epoch=True, prog_bar=name in prog_bar, sync_dist=self.use_sync_dist)
+        self._epoch_sums = {}
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0):
         """Adam over ``params`` with this plan's epsilon."""

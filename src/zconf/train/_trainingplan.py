@@ -197,7 +197,8 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         self._epoch_loss_sum, self._epoch_batches = 0.0, 0
 
     def on_train_epoch_end(self) -> None:
-        """Advance the "until convergence" schedule with the epoch's mean loss."""
+        """Log the epoch's metrics; advance the "until convergence" schedule with the epoch's mean loss."""
+        self.log_accumulated("train")
         if self._convergence is not None and self._epoch_batches:
             self._convergence.update(self._epoch_loss_sum / self._epoch_batches)
 
@@ -224,6 +225,4 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         loss_value = float(loss_output.loss.detach())
         self._epoch_loss_sum += loss_value if math.isfinite(loss_value) else 0.0
         self._epoch_batches += 1
-        self.log("train_loss", loss_output.loss, on_epoch=True, on_step=False, prog_bar=True)
-        self.log("generator_phase", float(phase != "predictor"), on_epoch=True, on_step=False)
-        self.compute_and_log_metrics(loss_output, self.train_metrics, "train")
+        self.accumulate(loss_output, train_loss=loss_output.loss, generator_phase=float(phase != "predictor"))
