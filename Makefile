@@ -30,6 +30,13 @@ docs: $(STAMP)
 	rm -rf docs/_build docs/generated
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+# every benchmark (about 1.5 h on 2 CPU cores), then the README's results table (benchmarks/summary.py)
+bench: $(STAMP)
+	for script in recovery options effects strength_sweep speed scale paired_vae; do \
+		$(PY) -m benchmarks.$$script || exit 1; \
+	done
+	$(PY) -m benchmarks.summary
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks

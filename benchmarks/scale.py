@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python -m benchmarks.scale`` (about 5 minutes on 2 CPU cores); ``--smoke`` for a tiny run.
 Writes ``benchmarks/results/scale.{json,md}`` and ``benchmarks/results/profile.md``.
 
-* ``large_sparse``: a 200,000 × 2,000 CSR AnnData (about 10% non-zero), built block-wise so the full dense
-  matrix never exists, set up and trained for one epoch, in a fresh process; peak RSS from
-  ``getrusage`` (the whole process: Python, torch, the data and training). Target ≤ 3 GB.
+* ``large_sparse``: a 200,000 × 2,000 CSR AnnData (about 31% non-zero, denser than typical scRNA-seq), built
+  block-wise so the full dense matrix never exists and written to .h5ad; a fresh process reads it, sets it up
+  and trains one epoch; peak RSS of that process from ``getrusage`` (Python, torch, the data and training).
+  Target ≤ 3 GB.
 * ``time_to_accuracy``: ``ZConf(adata).train()`` with defaults on the ``"confounded"`` preset at
   10,000 × 1,000; wall seconds and abs corr(Z-hat, Z). Target: ≥ 0.98 within 60 s.
 * ``profile``: Lightning's ``SimpleProfiler`` over two epochs of ZConf and of SCVI at 10,000 × 1,000, the
@@ -19,6 +20,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,41 +33,51 @@ from benchmarks import _common
 from benchmarks._common import covariate_keys, quiet, write
 from benchmarks.speed import sparse_counts
 
-LARGE_SPARSE = """
-import json, resource, sys, time
-import numpy as np
-import zconf
-from benchmarks._common import quiet
+BUILD = """
+import sys
 from benchmarks.speed import sparse_counts
 
+sparse_counts(int(sys.argv[1]), int(sys.argv[2])).write_h5ad(sys.argv[3])
+"""
+
+TRAIN = """
+import json, resource, sys, time
+import anndata as ad
+import zconf
+from benchmarks._common import quiet
+
 quiet()
-n_obs, n_vars = int(sys.argv[1]), int(sys.argv[2])
-start = time.perf_counter()
-adata = sparse_counts(n_obs, n_vars)
-build_s = time.perf_counter() - start
+adata = ad.read_h5ad(sys.argv[1])
 rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 zconf.ZConf.setup_anndata(adata, treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"])
 model = zconf.ZConf(adata)
 start = time.perf_counter()
 model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False, max_restarts=0)
 train_s = time.perf_counter() - start
+n_obs, n_vars = adata.shape
 print(json.dumps({
     "n_obs": n_obs, "n_vars": n_vars, "nnz": int(adata.X.nnz), "density": adata.X.nnz / (n_obs * n_vars),
-    "x_is_sparse": bool(hasattr(adata.X, "tocsr")), "build_s": build_s, "train_one_epoch_s": train_s,
-    "peak_rss_gb_after_data": rss_data, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-    "dense_matrix_gb_if_densified": n_obs * n_vars * 4 / 1e9,
+    "x_is_sparse": bool(hasattr(adata.X, "tocsr")), "train_one_epoch_s": train_s,
+    "peak_rss_gb_after_read": rss_data, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    "csr_gb": (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 1e9,
+    "dense_float32_gb_if_densified": n_obs * n_vars * 4 / 1e9,
 }))
 """
 
 
 def large_sparse(n_obs: int, n_vars: int) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", LARGE_SPARSE, str(n_obs), str(n_vars)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],  # the repository root, so that `benchmarks` imports
-    )
+    """Build the data and write it as .h5ad in one process; read it and train one epoch in a fresh one.
+
+    The training process starts like a user's session (``read_h5ad``), so its peak RSS is that of reading the
+    sparse matrix and training, not of generating the data.
+    """
+    root = Path(__file__).resolve().parents[1]  # the repository root, so that `benchmarks` imports
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "large.h5ad")
+        subprocess.run([sys.executable, "-c", BUILD, str(n_obs), str(n_vars), path], check=True, cwd=root)
+        result = subprocess.run(
+            [sys.executable, "-c", TRAIN, path], capture_output=True, text=True, check=True, cwd=root
+        )
     return {"benchmark": "large_sparse", **json.loads(result.stdout.strip().splitlines()[-1])}
 
 
@@ -144,9 +156,7 @@ def main(argv=None) -> None:
     columns = sorted({k for r in rows for k in r}, key=lambda k: (k != "benchmark", k))
     notes = "Targets: large_sparse peak_rss_gb ≤ 3; time_to_accuracy abs_corr ≥ 0.98 with train_s ≤ 60."
     write(name, rows, columns, "Scale: large sparse data and time to accuracy (2 CPU cores)", notes)
-    (_common.RESULTS / ("profile_smoke.md" if args.smoke else "profile.md")).write_text(
-        profile(*prof, epochs=2)
-    )
+    (_common.RESULTS / ("profile_smoke.md" if args.smoke else "profile.md")).write_text(profile(*prof, epochs=2))
     print("peak RSS of this process (GB):", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
 
 

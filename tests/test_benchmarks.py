@@ -77,3 +77,21 @@ def test_scale_smoke(tmp_path):
     assert any(r["benchmark"] == "time_to_accuracy" for r in rows)
     report = (tmp_path / "profile_smoke.md").read_text()
     assert "## ZConf" in report and "## SCVI" in report
+
+
+def test_summary_table_from_committed_results(tmp_path, monkeypatch):
+    """The README table is built from the result files; the markers are replaced, the rest kept."""
+    import shutil
+    from pathlib import Path
+
+    from benchmarks import summary
+
+    shutil.copytree(Path(summary.__file__).parent / "results", tmp_path / "results")
+    monkeypatch.setattr(_common, "RESULTS", tmp_path / "results")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{summary.START}\nold\n{summary.END}\noutro\n")
+    monkeypatch.setattr(summary, "README", readme)
+    summary.main([])
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| measurement | target | measured |" in text

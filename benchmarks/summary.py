@@ -1,0 +1,107 @@
+"""Targets against measurements, from the committed result files: ``benchmarks/results/summary.md`` and README.
+
+Run: ``.venv/bin/python -m benchmarks.summary`` (instant; reads the JSON the other scripts wrote). ``make bench``
+runs every benchmark and then this. The README's table sits between the ``bench:start`` and ``bench:end``
+markers and is replaced in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks import _common
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _load(name: str):
+    path = _common.RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    out = []
+    recovery = _load("recovery") or []
+    for preset in ("seed", "confounded"):
+        row = next((r for r in recovery if r["preset"] == preset and r["method"] == "zconf_default"), None)
+        if row:
+            value = f"{row['abs_corr_hard_mean']:.4f} (worst {row['abs_corr_hard_worst']:.4f})"
+            out.append((f"recovery abs corr(Z-hat, Z), {preset}", "≥ 0.98", value, "recovery"))
+    effects = next((r for r in (_load("effects") or []) if r["z"] == "soft"), None)
+    if effects:
+        out += [
+            ("effect RMSE / true-Z RMSE", "≤ 1.05", _fmt(effects["ratio_to_true_z_worst"]) + " (worst)", "effects"),
+            ("effect RMSE / naive RMSE", "≤ 0.6", _fmt(effects["ratio_to_naive_mean"]), "effects"),
+            ("BH(0.1) mean false-discovery proportion", "≤ 0.10", _fmt(effects["fdp_bh_0.1_mean"]), "effects"),
+            ("95% CI coverage", "≥ 0.93", _fmt(effects["coverage_95_worst"]) + " (worst)", "effects"),
+        ]
+    null = _load("effects_null")
+    if null:
+        out.append(
+            ("null p-values KS p (min over seeds)", "> 0.01", _fmt(min(r["ks_pvalue"] for r in null)), "effects")
+        )
+    effects_speed = _load("effects_speed")
+    if effects_speed:
+        out.append(("effects, 10,000 cells × 2,000 genes, s", "≤ 20", _fmt(effects_speed[0]["seconds"], 1), "effects"))
+    speed = _load("speed") or []
+    for r in speed:
+        if r["n_obs"] >= 10000 and r["n_vars"] >= 1000:
+            label = f"epoch time ZConf / SCVI, {r['n_obs']:,} × {r['n_vars']:,}"
+            out.append((label, "≤ 0.6", _fmt(r["ratio_zconf_to_scvi"], 2), "speed"))
+    scale = _load("scale") or []
+    big = next((r for r in scale if r["benchmark"] == "large_sparse"), None)
+    if big:
+        value = (
+            f"{big['peak_rss_gb']:.2f} (after reading the h5ad {big['peak_rss_gb_after_read']:.2f}; "
+            f"{big['density']:.0%} non-zero)"
+        )
+        out.append(("peak RSS, one epoch on 200,000 × 2,000 sparse, GB", "≤ 3", value, "scale"))
+    timed = [r for r in scale if r["benchmark"] == "time_to_accuracy"]
+    if timed:
+        value = f"{max(r['train_s'] for r in timed):.1f} s, abs corr ≥ {min(r['abs_corr'] for r in timed):.3f}"
+        out.append(("default fit 10,000 × 1,000 to abs corr ≥ 0.98 (worst seed)", "≤ 60 s", value, "scale"))
+    paired = _load("paired_vae") or []
+    for r in paired:
+        if r["method"].startswith("PairedVAE"):
+            mixing = (
+                f"mixing {r['mixing_balanced_accuracy_mean']:.3f}, "
+                f"cell-type kNN {r['celltype_knn15_accuracy_mean']:.3f}"
+            )
+            out.append((r["method"] + " on Kang", "≤ 0.70, ≥ 0.88", mixing, "paired_vae"))
+    return out
+
+
+def table(links: bool = True) -> str:
+    """The Markdown table; ``links`` points the details column at the result files (for the README)."""
+    lines = ["| measurement | target | measured | details |", "|---|---|---|---|"]
+    for name, target, value, source in rows():
+        details = f"[{source}](benchmarks/results/{source}.md)" if links else f"`results/{source}.md`"
+        lines.append(f"| {name} | {target} | {value} | {details} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-readme", action="store_true", help="write results/summary.md only")
+    args = parser.parse_args(argv)
+    text = table()
+    _common.RESULTS.mkdir(parents=True, exist_ok=True)
+    (_common.RESULTS / "summary.md").write_text("# Targets and measurements\n\n" + table(links=False) + "\n")
+    if not args.no_readme:
+        readme = README.read_text()
+        if START in readme and END in readme:
+            head, rest = readme.split(START, 1)
+            _, tail = rest.split(END, 1)
+            README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
