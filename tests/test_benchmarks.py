@@ -17,6 +17,7 @@ def test_recovery_smoke(tmp_path):
     rows = json.loads((tmp_path / "recovery_smoke.json").read_text())
     assert {r["method"] for r in rows} == {
         "bayes_posterior",
+        "CEVAE (pyro; one outcome gene)",
         "residual_pca (RUV-style)",
         "zconf_default",
         "zconf_notebook",
