@@ -25,6 +25,13 @@ def _check(latent, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
     return latent, labels
 
 
+def _cross_validated(classifier, latent, labels, name: str, scoring: str, n_folds: int, random_state: int) -> float:
+    """Mean score of ``classifier`` over stratified, shuffled folds."""
+    latent, labels = _check(latent, labels, name)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    return float(cross_val_score(classifier, latent, labels, cv=folds, scoring=scoring).mean())
+
+
 def dataset_mixing(latent, datasets, *, n_folds: int = 5, random_state: int = 0) -> float:
     """Balanced accuracy of a logistic classifier predicting the dataset from the latent space (k-fold).
 
@@ -52,10 +59,8 @@ def dataset_mixing(latent, datasets, *, n_folds: int = 5, random_state: int = 0)
     >>> round(dataset_mixing(rng.normal(size=(200, 3)), labels), 1)  # pure noise: chance level
     0.5
     """
-    latent, datasets = _check(latent, datasets, "datasets")
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    return float(cross_val_score(classifier, latent, datasets, cv=folds, scoring="balanced_accuracy").mean())
+    return _cross_validated(classifier, latent, datasets, "datasets", "balanced_accuracy", n_folds, random_state)
 
 
 def knn_label_accuracy(latent, labels, *, n_neighbors: int = 15, n_folds: int = 5, random_state: int = 0) -> float:
@@ -80,7 +85,5 @@ def knn_label_accuracy(latent, labels, *, n_neighbors: int = 15, n_folds: int = 
     -------
     Mean accuracy over the folds.
     """
-    latent, labels = _check(latent, labels, "labels")
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     classifier = KNeighborsClassifier(n_neighbors=n_neighbors)
-    return float(cross_val_score(classifier, latent, labels, cv=folds, scoring="accuracy").mean())
+    return _cross_validated(classifier, latent, labels, "labels", "accuracy", n_folds, random_state)

@@ -192,11 +192,11 @@ class TreatmentEffectsMixin:
         treated = d == 1
         # total, not per arm: a gene silent in control and induced by treatment (IFIT1 under IFN-β) is the
         # most informative of all, and must not be dropped for being sparse in one arm
-        too_sparse = _column_sums(counts > 0) < min_cells
-        lfc = fit.coef[:, d_index]
-        se = (fit.robust_se if robust else fit.se)[:, d_index]
         nonzero_treated = _column_sums(counts[treated] > 0)
         nonzero_control = _column_sums(counts[~treated] > 0)
+        too_sparse = nonzero_treated + nonzero_control < min_cells
+        lfc = fit.coef[:, d_index]
+        se = (fit.robust_se if robust else fit.se)[:, d_index]
         # all zeros in one arm and not in the other: complete separation, the MLE of the effect is ±inf and
         # its Wald test has no power (Hauck-Donner: CXCL11 under IFN-β came out at lfc 21, se 763, p = 0.98)
         separated = ~too_sparse & ((nonzero_treated == 0) | (nonzero_control == 0))

@@ -19,7 +19,8 @@ from zconf._constants import GENERATOR_INPUTS, MODULE_KEYS, OUTPUT_KEYS, REGISTR
 from zconf.module import ZConfModule
 from zconf.train import ZConfTrainingPlan
 
-from . import _persistence, _validation
+from . import _validation
+from ._base import ZconfModelMixin
 from ._effects import TreatmentEffectsMixin
 from ._fields import TreatmentObsField
 
@@ -63,7 +64,7 @@ def _h5ad_safe(value):
     return value
 
 
-class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class ZConf(ZconfModelMixin, TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Infer an unmeasured binary confounder Z-hat from covariates X, treatment D and counts Y.
 
     The module has three sub-networks: a generator (an MLP on [X, D, Y] with ``n_hidden`` ReLU units and
@@ -378,62 +379,6 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
             module.baseline_log_theta.copy_(torch.as_tensor(-np.log(nb_fit.dispersion), dtype=torch.float32))
             module.baselines_fitted.fill_(True)
 
-    # ------------------------------------------------------------------ persistence
-    def save(
-        self,
-        dir_path: str,
-        prefix: str | None = None,
-        overwrite: bool = False,
-        save_anndata: bool = False,
-        **kwargs,
-    ) -> None:
-        """Save the model atomically (scvi-tools' format, written to a temporary folder, then renamed).
-
-        Parameters
-        ----------
-        dir_path
-            Folder to write.
-        prefix
-            Prefix of the file names.
-        overwrite
-            Replace an existing folder; without it an existing ``dir_path`` raises :class:`FileExistsError`.
-        save_anndata
-            Also save the registered AnnData.
-        **kwargs
-            Passed to :meth:`scvi.model.base.BaseModelClass.save`.
-        """
-        _persistence.atomic_save(
-            lambda tmp: super(ZConf, self).save(
-                tmp, prefix=prefix, overwrite=True, save_anndata=save_anndata, **kwargs
-            ),
-            dir_path,
-            overwrite,
-        )
-
-    @classmethod
-    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
-        """Load a saved ZConf model, after checking that ``dir_path`` is one.
-
-        scvi-tools 1.4 unpickles the model file with ``weights_only=False``; zconf first scans the pickle
-        and refuses files that reference modules outside numpy, pandas, torch, scvi-tools and the standard
-        containers, and checks that the saved registry belongs to a ZConf model.
-
-        Parameters
-        ----------
-        dir_path
-            Folder written by :meth:`save`.
-        adata
-            AnnData to attach (set up like the training data); the saved one when ``None``.
-        **kwargs
-            Passed to :meth:`scvi.model.base.BaseModelClass.load`.
-        """
-        _persistence.check_model_dir(dir_path, kwargs.get("prefix"), cls.__name__)
-        registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
-        if registry.get("model_name") != cls.__name__:
-            msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
-            raise ValueError(msg)
-        return super().load(dir_path, adata=adata, **kwargs)
-
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:
         """scvi-tools' validation, after a clear error for an AnnData whose genes differ from the training data."""
         if adata is not None and self.adata is not None:
@@ -450,11 +395,6 @@ class ZConf(TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ getters
-    def _check_trained(self) -> None:
-        if not self.is_trained_:
-            msg = "The model is not trained yet; call model.train() first."
-            raise RuntimeError(msg)
-
     @torch.inference_mode()
     def get_latent_representation(
         self,

@@ -19,7 +19,8 @@ from zconf._constants import PAIRED_KEYS, PAIRED_LATENT_KEY
 from zconf.module import PairedVAEModule
 from zconf.train import AdversarialTrainingPlan
 
-from . import _persistence, _validation
+from . import _validation
+from ._base import ZconfModelMixin
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _dataset_levels(adata: AnnData, dataset_key: str | None) -> list:
     return levels
 
 
-class PairedVAE(UnsupervisedTrainingMixin, BaseModelClass):
+class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Two VAEs, one per dataset, on a shared N(0, I) latent space, aligned by a domain discriminator.
 
     Each dataset has its own encoder and decoder (negative binomial on raw counts, library-scaled softmax
@@ -214,9 +215,7 @@ class PairedVAE(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Minibatch size for inference.
         """
-        if not self.is_trained_:
-            msg = "The model is not trained yet; call model.train() first."
-            raise RuntimeError(msg)
+        self._check_trained()
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         self.module.eval()
@@ -244,21 +243,3 @@ class PairedVAE(UnsupervisedTrainingMixin, BaseModelClass):
         adata = adata.copy() if copy else adata
         adata.obsm[PAIRED_LATENT_KEY.format(key=key_added)] = latent.astype(np.float32)
         return adata if copy else None
-
-    def save(self, dir_path: str, prefix: str | None = None, overwrite: bool = False, **kwargs) -> None:
-        """Save atomically: an existing model at ``dir_path`` is replaced only once the new one is written."""
-        _persistence.atomic_save(
-            lambda path: super(PairedVAE, self).save(path, prefix=prefix, overwrite=True, **kwargs),
-            dir_path,
-            overwrite,
-        )
-
-    @classmethod
-    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
-        """Load a saved PairedVAE after checking the folder and the pickle (as :meth:`zconf.ZConf.load`)."""
-        _persistence.check_model_dir(dir_path, kwargs.get("prefix"), cls.__name__)
-        registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
-        if registry.get("model_name") != cls.__name__:
-            msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
-            raise ValueError(msg)
-        return super().load(dir_path, adata=adata, **kwargs)

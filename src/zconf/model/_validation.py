@@ -101,9 +101,10 @@ def validate_counts(adata: AnnData, layer: str | None) -> None:
         raise ValueError(msg)
     matrix = count_matrix(adata, layer)
     where = _where(layer)
-    for block in row_blocks(matrix, adata.n_obs):  # a backed matrix is read in blocks, never whole
+    gene_totals = np.zeros(adata.n_vars)
+    for block in row_blocks(matrix, adata.n_obs):  # a backed matrix is read once, in blocks, never whole
         _check_count_values(_stored_values(block), where)
-    gene_totals = column_sums(matrix, adata.n_obs)
+        gene_totals += np.asarray(block.sum(axis=0), dtype=float).ravel()
     n_zero_genes = int((gene_totals == 0).sum())
     if n_zero_genes:
         warnings.warn(
