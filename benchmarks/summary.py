@@ -26,6 +26,14 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _fdp(row: dict) -> str:
+    """Mean false-discovery proportion with its standard error over seeds, when the result has one."""
+    text = _fmt(row["fdp_bh_0.1_mean"])
+    if "fdp_bh_0.1_se" in row:
+        text += f" ± {row['fdp_bh_0.1_se']:.3f} ({row['n_seeds']} seeds)"
+    return text
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     out = []
     recovery = _load("recovery") or []
@@ -39,7 +47,7 @@ def rows() -> list[tuple[str, str, str, str]]:
         out += [
             ("effect RMSE / true-Z RMSE", "≤ 1.05", _fmt(effects["ratio_to_true_z_worst"]) + " (worst)", "effects"),
             ("effect RMSE / naive RMSE", "≤ 0.6", _fmt(effects["ratio_to_naive_mean"]), "effects"),
-            ("BH(0.1) mean false-discovery proportion", "≤ 0.10", _fmt(effects["fdp_bh_0.1_mean"]), "effects"),
+            ("BH(0.1) mean false-discovery proportion", "≤ 0.10", _fdp(effects), "effects"),
             ("95% CI coverage", "≥ 0.93", _fmt(effects["coverage_95_worst"]) + " (worst)", "effects"),
         ]
     null = _load("effects_null")

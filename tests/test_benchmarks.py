@@ -34,7 +34,9 @@ def test_options_smoke(tmp_path):
 def test_effects_smoke(tmp_path):
     effects.main(["--smoke", "--seeds", "0"])
     rows = json.loads((tmp_path / "effects_smoke.json").read_text())
-    assert {r["z"] for r in rows} == {"soft", "hard"}
+    assert {r["z"] for r in rows} == {"soft", "hard", "true_z"}
+    uncertain = json.loads((tmp_path / "effects_uncertainty_smoke.json").read_text())
+    assert {r["z"] for r in uncertain} == {"soft", "hard", "crossfit (2 folds, soft)", "true_z"}
     assert (tmp_path / "effects_speed_smoke.json").exists()
 
 

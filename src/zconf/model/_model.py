@@ -21,6 +21,7 @@ from zconf.train import ZConfTrainingPlan
 
 from . import _validation
 from ._base import ZconfModelMixin
+from ._crossfit import REUSED_TRAIN_KEYS, CrossFitMixin
 from ._effects import TreatmentEffectsMixin
 from ._fields import TreatmentObsField
 
@@ -64,7 +65,7 @@ def _h5ad_safe(value):
     return value
 
 
-class ZConf(ZconfModelMixin, TreatmentEffectsMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class ZConf(ZconfModelMixin, TreatmentEffectsMixin, CrossFitMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Infer an unmeasured binary confounder Z-hat from covariates X, treatment D and counts Y.
 
     The module has three sub-networks: a generator (an MLP on [X, D, Y] with ``n_hidden`` ReLU units and
@@ -242,6 +243,11 @@ class ZConf(ZconfModelMixin, TreatmentEffectsMixin, UnsupervisedTrainingMixin, B
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and on to the Lightning
             ``Trainer`` (``accelerator``, ``devices``, ``strategy``, ``enable_progress_bar``, ...).
         """
+        # what the user asked for (not the resolved defaults), for fold models that train the same way; only
+        # plain values are kept (the attribute is saved with the model, callbacks and loggers are not)
+        asked = {"max_epochs": max_epochs, "batch_size": batch_size, "plan_kwargs": deepcopy(plan_kwargs)}
+        asked.update(n_init=n_init, max_restarts=max_restarts, **kwargs)
+        self.train_call_ = {key: asked[key] for key in REUSED_TRAIN_KEYS if key in asked}
         train_kwargs = deepcopy(DEFAULT_TRAIN_KWARGS)
         for key, value in {
             "max_epochs": max_epochs,
