@@ -30,8 +30,10 @@ docs: $(STAMP)
 	rm -rf docs/_build docs/generated
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
-# every benchmark (about 1.5 h on 2 CPU cores), then the README's results table (benchmarks/summary.py)
+# every benchmark (about 2 h on 2 CPU cores, with the optional peers), then the README's results table
+# (benchmarks/summary.py)
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
 	for script in recovery options effects strength_sweep speed scale paired_vae; do \
 		$(PY) -m benchmarks.$$script || exit 1; \
 	done

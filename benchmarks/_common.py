@@ -59,6 +59,23 @@ def score(adata, z_hat: np.ndarray, z_prob: np.ndarray | None = None) -> dict:
     return out
 
 
+def effect_rmse(adata, z: np.ndarray | None) -> float:
+    """RMSE of the D coefficient of the per-gene NB GLM Y ~ [1, X, D, z] against the true effects.
+
+    The estimator of ``ZConf.treatment_effects`` (Pearson dispersion, no offset) with any method's Z-hat as
+    the regressor; ``z=None`` is the naive GLM. Genes whose fit did not converge are left out.
+    """
+    from zconf.glm import fit_nb_glm
+
+    x = adata.obs[covariate_keys(adata)].to_numpy(dtype=float)
+    columns = [np.ones((adata.n_obs, 1)), x, adata.obs["treatment"].to_numpy(dtype=float)[:, None]]
+    if z is not None:
+        columns.append(np.asarray(z, dtype=float).reshape(adata.n_obs, -1))
+    fit = fit_nb_glm(adata.layers["counts"], np.hstack(columns))
+    error = fit.coef[:, x.shape[1] + 1] - adata.var["treatment_effect_true"].to_numpy()
+    return float(np.sqrt(np.mean(error[fit.converged] ** 2)))
+
+
 def write(name: str, rows: list[dict], columns: list[str], title: str, notes: str = "") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in row.items() if k != "model"} for row in rows]
@@ -89,7 +106,7 @@ def summarise(rows: list[dict], group: tuple[str, ...], metrics: list[str]) -> l
                 continue
             if m.startswith("abs_corr"):
                 values = np.nan_to_num(values, nan=0.0)  # a constant (collapsed) Z-hat recovers nothing
-            worst = values.max() if ("pcorr" in m or m == "seconds") else values.min()
+            worst = values.max() if ("pcorr" in m or "rmse" in m or m == "seconds") else values.min()
             summary[f"{m}_mean"] = float(values.mean())
             summary[f"{m}_worst"] = float(worst)
         out.append(summary)

@@ -13,7 +13,7 @@ def _results_to_tmp(tmp_path, monkeypatch):
 
 
 def test_recovery_smoke(tmp_path):
-    recovery.main(["--smoke", "--seeds", "0"])
+    recovery.main(["--smoke", "--seeds", "0", "--no-causarray"])
     rows = json.loads((tmp_path / "recovery_smoke.json").read_text())
     assert {r["method"] for r in rows} == {
         "bayes_posterior",
@@ -21,8 +21,24 @@ def test_recovery_smoke(tmp_path):
         "residual_pca (RUV-style)",
         "zconf_default",
         "zconf_notebook",
+        "naive GLM (no Z)",
+        "true Z",
     }
+    assert all(r["effect_rmse_mean"] > 0 for r in rows)
     assert (tmp_path / "recovery_smoke.md").read_text().startswith("# Recovery")
+
+
+@pytest.mark.slow
+def test_causarray_peer_runs():
+    pytest.importorskip("causarray", reason='causarray is optional: pip install -e ".[bench]"')
+    import numpy as np
+
+    import zconf
+
+    adata = zconf.data.simulate("confounded", n_obs=300, n_vars=30, random_state=0)
+    latent, lfc = recovery.causarray_fit(adata)
+    assert latent.shape == (300, 1) and lfc.shape == (30,)
+    assert abs(np.corrcoef(latent[:, 0], adata.obsm["z_true"][:, 0])[0, 1]) > 0.5
 
 
 def test_options_smoke(tmp_path):

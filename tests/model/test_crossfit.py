@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scvi
 
 import zconf
 from tests.conftest import COVARIATES, FAST_TRAIN, setup
