@@ -69,7 +69,7 @@ def test_speed_smoke(tmp_path):
 
     speed.main(["--smoke", "--epochs", "1"])
     rows = json.loads((tmp_path / "speed_smoke.json").read_text())
-    assert rows[0]["zconf_epoch_s"] > 0 and rows[0]["scvi_epoch_s"] > 0
+    assert rows[0]["zconf_epoch_s"] > 0 and rows[0]["scvi_epoch_s"] > 0 and rows[0]["plain_torch_epoch_s"] > 0
 
 
 def test_paired_vae_smoke(tmp_path):
