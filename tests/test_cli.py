@@ -1,6 +1,7 @@
 import json
 
 import anndata as ad
+import pandas as pd
 
 from zconf.cli import main
 
@@ -36,22 +37,34 @@ def test_simulate_then_fit(tmp_path, capsys):
             "cpu",
             "--save-model",
             str(tmp_path / "model"),
+            "--effects",
+            str(tmp_path / "effects.csv"),
+            "--cross-fit",
+            "2",
         ]
     )
     assert code == 0
+    effects = pd.read_csv(tmp_path / "effects.csv", index_col=0)
+    assert {"lfc", "se", "pvalue", "padj", "ci_low", "ci_high"} <= set(effects.columns)
+    assert len(effects) == 20
+    summary = json.loads((plots / "summary.json").read_text())
+    assert summary["effects"]["z"] == "cross-fitted"
     assert (tmp_path / "model" / "model.pt").exists()
     assert (plots / "history.png").stat().st_size > 0
     assert (plots / "summary.json").exists()
     fitted = ad.read_h5ad(out)
     assert "X_zconf" in fitted.obsm and "zconf_mean" in fitted.layers
-    assert "|corr(Z-hat, Z)|" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "|corr(Z-hat, Z)|" in printed and "Treatment effects:" in printed
 
 
 def test_demo_writes_outputs(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--max-epochs", "2", "--accelerator", "cpu"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert {"recovery", "leakage", "train_seconds"} <= set(summary)
+    assert {"recovery", "leakage", "train_seconds", "effects"} <= set(summary)
+    assert summary["effects"]["rmse_adjusted"] > 0 and summary["effects"]["rmse_naive"] > 0
+    assert len(pd.read_csv(out / "effects.csv", index_col=0)) == 200
     assert (out / "plots" / "history.png").stat().st_size > 0
     assert (out / "demo.h5ad").exists()
 

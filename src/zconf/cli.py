@@ -96,10 +96,33 @@ def _write_plots(model, adata, treatment_key: str, folder: Path) -> None:
         pl.gene_correlations(adata, save=str(folder / "gene_correlations.png"), show=False)
 
 
+def _effects_summary(model, adata, effects, z) -> dict:
+    """Counts of tested and significant genes; with a simulation's true effects, the RMSE against them."""
+    import numpy as np
+
+    tested = effects["pvalue"].notna()
+    out = {
+        "z": "soft" if isinstance(z, str) else "cross-fitted",
+        "n_genes_tested": int(tested.sum()),
+        "n_padj_below_0.1": int((effects["padj"] < 0.1).sum()),
+    }
+    if "treatment_effect_true" in adata.var:
+        truth = adata.var["treatment_effect_true"].to_numpy()
+        naive = model.treatment_effects(adjust=False)
+        out["rmse_adjusted"] = float(np.sqrt(np.nanmean((effects["lfc"].to_numpy() - truth) ** 2)))
+        out["rmse_naive"] = float(np.sqrt(np.nanmean((naive["lfc"].to_numpy() - truth) ** 2)))
+    return out
+
+
 def _fit_and_write(
-    adata, args: argparse.Namespace, h5ad_out: Path, plots_dir: Path | None, model_dir: Path | None
+    adata,
+    args: argparse.Namespace,
+    h5ad_out: Path,
+    plots_dir: Path | None,
+    model_dir: Path | None,
+    effects_out: Path | None = None,
 ) -> dict:
-    """Set up, train, annotate; write the h5ad, and (if asked) plots + summary.json and the model.
+    """Set up, train, annotate; write the h5ad, and (if asked) the effects table, plots + summary.json, the model.
 
     Everything is written into a temporary folder first and moved into place only once complete, so a
     failed run leaves no partial outputs.
@@ -124,11 +147,19 @@ def _fit_and_write(
     seconds = time.perf_counter() - start
     model.annotate_adata(adata)
     summary = {**_summary(model, adata), "train_seconds": seconds}
+    effects = None
+    if effects_out is not None:
+        z = model.get_cross_fitted_latent(n_folds=args.cross_fit) if args.cross_fit else "soft"
+        effects = model.treatment_effects(z=z)
+        summary["effects"] = _effects_summary(model, adata, effects, z)
     h5ad_out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=h5ad_out.parent) as tmpdir:
         tmp = Path(tmpdir)
         outputs = [(tmp / "out.h5ad", h5ad_out)]
         adata.write_h5ad(outputs[0][0])
+        if effects is not None:
+            effects.to_csv(tmp / "effects.csv")
+            outputs.append((tmp / "effects.csv", effects_out))
         if plots_dir is not None:
             _write_plots(model, adata, args.treatment_key, tmp / "plots")
             (tmp / "plots" / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -151,6 +182,12 @@ def _print_summary(summary: dict) -> None:
             f"|corr(Z-hat, Z)| = {rec['abs_corr_hard']:.4f} (hard), {rec['abs_corr_soft']:.4f} (probabilities); "
             f"leakage |pcorr(Z-hat, D | Z)| = {leak['hard']['pcorr_d_given_z']:.4f}."
         )
+    if "effects" in summary:
+        eff = summary["effects"]
+        line = f"Treatment effects: {eff['n_padj_below_0.1']} of {eff['n_genes_tested']} genes at padj < 0.1"
+        if "rmse_adjusted" in eff:
+            line += f"; RMSE against the true effects {eff['rmse_adjusted']:.3f} (naive {eff['rmse_naive']:.3f})"
+        print(line + ".")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -166,10 +203,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.continuous_covariate_keys = [c for c in adata.obs if c.startswith("x")]
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = Path(args.save_model) if args.save_model else None
-    summary = _fit_and_write(adata, args, out_dir / "demo.h5ad", out_dir / "plots", model_dir)
+    summary = _fit_and_write(
+        adata, args, out_dir / "demo.h5ad", out_dir / "plots", model_dir, effects_out=out_dir / "effects.csv"
+    )
     _publish(out_dir / "plots" / "summary.json", out_dir / "summary.json")
     _print_summary(summary)
-    print(f"Outputs in {out_dir}/: demo.h5ad, summary.json, plots/*.png")
+    print(f"Outputs in {out_dir}/: demo.h5ad, effects.csv, summary.json, plots/*.png")
     return 0
 
 
@@ -187,9 +226,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _prepare_output(out_dir, args.force)
     if args.save_model:
         _prepare_output(Path(args.save_model), args.force)
+    effects_out = Path(args.effects) if args.effects else None
+    if effects_out is not None:
+        _prepare_output(effects_out, args.force)
     adata = ad.read_h5ad(path)
     model_dir = Path(args.save_model) if args.save_model else None
-    summary = _fit_and_write(adata, args, out, out_dir, model_dir)
+    summary = _fit_and_write(adata, args, out, out_dir, model_dir, effects_out=effects_out)
     _print_summary(summary)
     print(f"Wrote {out}.")
     return 0
@@ -203,6 +245,13 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--random-state", type=int, default=0, help="scvi.settings.seed")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument(
+        "--cross-fit",
+        type=int,
+        default=0,
+        metavar="K",
+        help="effects with Z-hat cross-fitted over K folds (K extra trainings); default 0: Z-hat probabilities",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="output .h5ad")
     fit.add_argument("--plots", default=None, help="folder for summary.json and diagnostic PNGs")
     fit.add_argument("--save-model", default=None, help="folder to save the trained model")
+    fit.add_argument("--effects", default=None, help="CSV of per-gene treatment effects adjusted for Z-hat")
     _add_training_flags(fit)
     fit.set_defaults(func=cmd_fit)
 
