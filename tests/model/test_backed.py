@@ -30,6 +30,8 @@ def test_backed_anndata_trains_and_embeds(backed, monkeypatch):
     assert z.shape == (300, 1) and np.isfinite(z).all()
     with pytest.raises(ValueError, match="to_memory"):
         model.treatment_effects()
+    with pytest.raises(ValueError, match="to_memory"):
+        model.get_cross_fitted_latent()
 
 
 def test_backed_counts_are_validated_block_by_block(tmp_path, monkeypatch):

@@ -128,6 +128,12 @@ class CrossFitMixin:
         >>> table = model.treatment_effects(z=z_cross)
         """
         self._check_trained()
+        if self.adata.isbacked:
+            msg = (
+                "get_cross_fitted_latent trains one model per fold on a copy of the other folds' cells, which needs "
+                "the AnnData in memory; this one is backed. Load it with adata.to_memory() first."
+            )
+            raise ValueError(msg)
         if not isinstance(n_folds, int | np.integer) or n_folds < 2:
             msg = f"`n_folds` must be an integer >= 2, got {n_folds!r}."
             raise ValueError(msg)
