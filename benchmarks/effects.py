@@ -193,73 +193,82 @@ def summarise(rows, keys):
     return out
 
 
+PARTS = ("accuracy", "uncertainty", "null", "oracle", "speed")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="*", default=list(range(60)))
     parser.add_argument("--uncertainty-seeds", type=int, nargs="*", default=list(range(5)))
+    parser.add_argument("--parts", nargs="*", choices=PARTS, default=list(PARTS), help="run only these parts")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     quiet()
     n_obs, n_vars = (200, 30) if args.smoke else (2000, 200)
     suffix = "_smoke" if args.smoke else ""
-    rows = accuracy_rows(args.seeds, n_obs, n_vars, args.smoke)
-    uncertain = uncertainty_rows(
-        args.uncertainty_seeds[:1] if args.smoke else args.uncertainty_seeds,
-        UNCERTAIN_SCALES[:1] if args.smoke else UNCERTAIN_SCALES,
-        n_obs,
-        n_vars,
-        args.smoke,
-    )
-    nulls = null_rows(args.seeds[:5], n_obs, n_vars, args.smoke)
-    reference = oracle_calibration(list(range(100, 102 if args.smoke else 300)), n_obs, n_vars)
-    speed = speed_row(*((300, 50) if args.smoke else (10_000, 2_000)))
-    write(
-        f"effects{suffix}",
-        summarise(rows, ("z",)),
-        [
-            "z",
-            "n_seeds",
-            "ratio_to_true_z_mean",
-            "ratio_to_true_z_worst",
-            "ratio_to_naive_mean",
-            "fdp_bh_0.1_mean",
-            "fdp_bh_0.1_se",
-            "coverage_95_mean",
-            "coverage_95_worst",
-        ],
-        "Treatment effects on the 'confounded' preset (mean / worst / standard error over seeds)",
-        "`true_z` is the same estimator given the true Z (the oracle). BH at 0.1 with 80% null genes and "
-        "uniform null p-values gives an expected false-discovery proportion of 0.08. "
-        f"Null simulations (no treatment effect): {nulls}. Speed: {speed}.",
-    )
-    write(
-        f"effects_uncertainty{suffix}",
-        summarise(uncertain, ("gamma2_scale", "z")),
-        [
-            "gamma2_scale",
-            "z",
-            "n_seeds",
-            "abs_corr_mean",
-            "rmse_mean",
-            "fdp_bh_0.1_mean",
-            "coverage_95_mean",
-            "coverage_95_worst",
-        ],
-        "Z-hat uncertainty: soft, hard and cross-fitted Z-hat on weaker confounders ('confounded' preset, "
-        "gamma2_scale < 1)",
-        "Cross-fitting: each cell's Z-hat from a model trained on the other fold (`get_cross_fitted_latent`).",
-    )
-    write(f"effects_per_seed{suffix}", rows, list(rows[0]), "Treatment effects per seed")
-    write(f"effects_uncertainty_per_seed{suffix}", uncertain, list(uncertain[0]), "Z-hat uncertainty per seed")
-    write(
-        f"effects_oracle_calibration{suffix}",
-        [reference],
-        list(reference),
-        "The NB Wald test given the true Z and true dispersions (no Z-hat): the calibration any Z-hat can reach",
-        "Expected under uniform null p-values: tail rates equal to the threshold; FDP 0.8 x 0.1 = 0.08.",
-    )
-    write(f"effects_null{suffix}", nulls, list(nulls[0]), "p-values with no treatment effect")
-    write(f"effects_speed{suffix}", [speed], list(speed), "Speed of treatment_effects (2 CPU cores)")
+    if "accuracy" in args.parts:
+        rows = accuracy_rows(args.seeds, n_obs, n_vars, args.smoke)
+        write(
+            f"effects{suffix}",
+            summarise(rows, ("z",)),
+            [
+                "z",
+                "n_seeds",
+                "ratio_to_true_z_mean",
+                "ratio_to_true_z_worst",
+                "ratio_to_naive_mean",
+                "fdp_bh_0.1_mean",
+                "fdp_bh_0.1_se",
+                "coverage_95_mean",
+                "coverage_95_worst",
+            ],
+            "Treatment effects on the 'confounded' preset (mean / worst / standard error over seeds)",
+            "`true_z` is the same estimator given the true Z (the oracle). BH at 0.1 with 80% null genes and "
+            "uniform null p-values gives an expected false-discovery proportion of 0.08. Per seed: "
+            "`effects_per_seed.md`; no treatment effect: `effects_null.md`; speed: `effects_speed.md`.",
+        )
+        write(f"effects_per_seed{suffix}", rows, list(rows[0]), "Treatment effects per seed")
+    if "uncertainty" in args.parts:
+        uncertain = uncertainty_rows(
+            args.uncertainty_seeds[:1] if args.smoke else args.uncertainty_seeds,
+            UNCERTAIN_SCALES[:1] if args.smoke else UNCERTAIN_SCALES,
+            n_obs,
+            n_vars,
+            args.smoke,
+        )
+        write(
+            f"effects_uncertainty{suffix}",
+            summarise(uncertain, ("gamma2_scale", "z")),
+            [
+                "gamma2_scale",
+                "z",
+                "n_seeds",
+                "abs_corr_mean",
+                "rmse_mean",
+                "fdp_bh_0.1_mean",
+                "coverage_95_mean",
+                "coverage_95_worst",
+            ],
+            "Z-hat uncertainty: soft, hard and cross-fitted Z-hat on weaker confounders ('confounded' preset, "
+            "gamma2_scale < 1)",
+            "Cross-fitting: each cell's Z-hat from a model trained on the other fold (`get_cross_fitted_latent`).",
+        )
+        write(f"effects_uncertainty_per_seed{suffix}", uncertain, list(uncertain[0]), "Z-hat uncertainty per seed")
+    if "null" in args.parts:
+        nulls = null_rows(args.seeds[:5], n_obs, n_vars, args.smoke)
+        write(f"effects_null{suffix}", nulls, list(nulls[0]), "p-values with no treatment effect")
+    if "oracle" in args.parts:
+        reference = oracle_calibration(list(range(100, 102 if args.smoke else 300)), n_obs, n_vars)
+        write(
+            f"effects_oracle_calibration{suffix}",
+            [reference],
+            list(reference),
+            "The NB Wald test given the true Z and true dispersions (no Z-hat): the calibration any Z-hat can reach",
+            "Expected under uniform null p-values: tail rates equal to the threshold; FDP 0.8 x 0.1 = 0.08.",
+        )
+    if "speed" in args.parts:
+        speed = speed_row(*((300, 50) if args.smoke else (10_000, 2_000)))
+        write(f"effects_speed{suffix}", [speed], list(speed), "Speed of treatment_effects (2 CPU cores)")
 
 
 if __name__ == "__main__":
