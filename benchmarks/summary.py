@@ -15,6 +15,18 @@ from benchmarks import _common
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+RECOVERY_START, RECOVERY_END = "<!-- recovery:start -->", "<!-- recovery:end -->"
+#: Rows of the README's recovery table, in this order, with the names shown there.
+RECOVERY_METHODS = {
+    "zconf_default": "zconf, defaults",
+    "zconf_notebook": "notebook as written (`zconf.presets.NOTEBOOK`)",
+    "residual_pca (RUV-style)": "RUV-style residual PCA",
+    "CEVAE (pyro; one outcome gene)": "pyro CEVAE (one outcome gene, other genes as proxies)",
+    "causarray (GCATE r=1 + AIPW)": "causarray (GCATE, r = 1)",
+    "bayes_posterior": "exact Bayes posterior (true parameters)",
+    "true Z": "true Z (oracle)",
+    "naive GLM (no Z)": "no Z (naive)",
+}
 
 
 def _load(name: str):
@@ -121,6 +133,43 @@ def table(links: bool = True) -> str:
     return "\n".join(lines)
 
 
+def recovery_table() -> str:
+    """Recovery, leakage, effect RMSE and seconds per method and preset, from ``results/recovery.json``."""
+    lines = [
+        "| preset | method | abs corr(Z-hat, Z) hard / soft (worst) | leakage, soft (worst) "
+        "| effect RMSE (worst) | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    recovery = _load("recovery") or []
+    for preset in ("seed", "confounded"):
+        for method, label in RECOVERY_METHODS.items():
+            row = next((r for r in recovery if r["preset"] == preset and r["method"] == method), None)
+            if row is None:
+                continue
+            corr = "–"
+            if "abs_corr_hard_mean" in row:
+                corr = (
+                    f"{row['abs_corr_hard_mean']:.3f} / {row['abs_corr_soft_mean']:.3f} "
+                    f"({row['abs_corr_hard_worst']:.3f} / {row['abs_corr_soft_worst']:.3f})"
+                )
+            leak = f"{row['pcorr_soft_worst']:.3f}" if "pcorr_soft_worst" in row else "–"
+            rmse = f"{row['effect_rmse_mean']:.4f} ({row['effect_rmse_worst']:.4f})"
+            if "effect_rmse_own_mean" in row:
+                rmse += f"; own AIPW {row['effect_rmse_own_mean']:.4f}"
+            seconds = f"{row['seconds_mean']:.1f}" if "seconds_mean" in row else "–"
+            lines.append(f"| {preset} | {label} | {corr} | {leak} | {rmse} | {seconds} |")
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` markers replaced by ``body`` (if both exist)."""
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-readme", action="store_true", help="write results/summary.md only")
@@ -129,11 +178,9 @@ def main(argv=None) -> None:
     _common.RESULTS.mkdir(parents=True, exist_ok=True)
     (_common.RESULTS / "summary.md").write_text("# Targets and measurements\n\n" + table(links=False) + "\n")
     if not args.no_readme:
-        readme = README.read_text()
-        if START in readme and END in readme:
-            head, rest = readme.split(START, 1)
-            _, tail = rest.split(END, 1)
-            README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        readme = _replace_between(README.read_text(), START, END, text)
+        readme = _replace_between(readme, RECOVERY_START, RECOVERY_END, recovery_table())
+        README.write_text(readme)
     print(text)
 
 
