@@ -109,11 +109,12 @@ def test_summary_table_from_committed_results(tmp_path, monkeypatch):
     monkeypatch.setattr(_common, "RESULTS", tmp_path / "results")
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"intro\n{summary.START}\nold\n{summary.END}\nmiddle\n{summary.RECOVERY_START}\nold\n{summary.RECOVERY_END}\noutro\n"
+        f"intro\n{summary.START}\nSTALE-1\n{summary.END}\nmiddle\n"
+        f"{summary.RECOVERY_START}\nSTALE-2\n{summary.RECOVERY_END}\noutro\n"
     )
     monkeypatch.setattr(summary, "README", readme)
     summary.main([])
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE" not in text
     assert "| measurement | target | measured |" in text and "middle" in text
     assert "| confounded | zconf, defaults |" in text
