@@ -90,3 +90,15 @@ def test_cross_fit_keeps_categorical_coding(adata):
     model = zconf.ZConf(adata, n_hidden=8)
     model.train(**FAST_TRAIN)
     assert model.get_cross_fitted_latent(n_folds=3).shape == (adata.n_obs, 1)
+
+
+def test_cross_fit_after_load_and_with_two_latents(adata, tmp_path):
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=2)
+    model.train(**FAST_TRAIN)
+    model.save(str(tmp_path / "model"))
+    loaded = zconf.ZConf.load(str(tmp_path / "model"), adata=adata)
+    assert loaded.train_call_["max_epochs"] == FAST_TRAIN["max_epochs"]  # saved with the model
+    crossed = loaded.get_cross_fitted_latent(n_folds=2)
+    assert crossed.shape == (adata.n_obs, 2)
+    assert np.isfinite(loaded.treatment_effects(z=crossed)["lfc"]).sum() > 40
