@@ -71,6 +71,15 @@ def test_cross_fit_reuses_the_train_call(trained, monkeypatch):
     assert set(np.unique(hard)) <= {0.0, 1.0}
 
 
+def test_cross_fit_leaves_no_registrations_behind(trained):
+    model, _ = trained
+    cls = type(model)
+    before = (len(cls._setup_adata_manager_store), len(cls._per_instance_manager_store))
+    model.get_cross_fitted_latent(n_folds=2, train_kwargs={"max_epochs": 1, "enable_progress_bar": False})
+    assert (len(cls._setup_adata_manager_store), len(cls._per_instance_manager_store)) == before
+    assert model.get_latent_representation().shape[0] == model.adata.n_obs  # its own registration intact
+
+
 def test_cross_fit_errors(trained, adata):
     model, _ = trained
     with pytest.raises(ValueError, match="n_folds"):

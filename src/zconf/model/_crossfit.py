@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from anndata import AnnData
 from scipy.optimize import linear_sum_assignment
+from scvi.data._constants import _SCVI_UUID_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,18 @@ def apply_alignment(values: np.ndarray, order: np.ndarray, flip: np.ndarray) -> 
     """Reorder the columns of probabilities ``values`` and flip (p → 1 − p) those marked in ``flip``."""
     aligned = values[:, order]
     return np.where(flip[None, :], 1.0 - aligned, aligned)
+
+
+def _forget(fold_model, *others: AnnData) -> None:
+    """Drop scvi-tools' class-level registrations of a fold model's AnnData copies, so they can be freed.
+
+    scvi-tools keeps every registered AnnData's manager (and with it the AnnData) in class-level stores;
+    without this, each cross-fit would keep copies of the data alive for the rest of the session.
+    """
+    cls = type(fold_model)
+    for adata in (*others, fold_model.adata):
+        cls._setup_adata_manager_store.pop(adata.uns.get(_SCVI_UUID_KEY), None)
+    cls._per_instance_manager_store.pop(fold_model.id, None)
 
 
 class CrossFitMixin:
@@ -158,8 +172,10 @@ class CrossFitMixin:
             fold_model.train(**train_kwargs)
             # the labels are matched on the fold model's own training cells, where both models were fitted;
             # the held-out cells are a copy, so that the user's AnnData is never registered to a fold model
+            held_out_cells = self.adata[held_out].copy()
             on_training = fold_model.get_latent_representation(soft=True)
-            on_held_out = fold_model.get_latent_representation(self.adata[held_out].copy(), soft=True)
+            on_held_out = fold_model.get_latent_representation(held_out_cells, soft=True)
             order, flip = column_alignment(reference[~held_out], on_training)
             crossed[held_out] = apply_alignment(on_held_out, order, flip)
+            _forget(fold_model, held_out_cells)
         return crossed if soft else (crossed >= 0.5).astype(float)
