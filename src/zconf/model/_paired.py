@@ -27,16 +27,9 @@ logger = logging.getLogger(__name__)
 
 def _dataset_levels(adata: AnnData, dataset_key: str | None) -> list:
     """The two levels of ``adata.obs[dataset_key]``, with an error that names the problem otherwise."""
-    if dataset_key is None:
-        msg = "Pass `dataset_key`, the adata.obs column that says which of the two datasets each cell is from."
-        raise ValueError(msg)
-    if dataset_key not in adata.obs:
-        msg = f"`dataset_key` {dataset_key!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
-        raise KeyError(msg)
-    column = adata.obs[dataset_key]
-    if column.isna().any():
-        msg = f"adata.obs[{dataset_key!r}] has {int(column.isna().sum())} missing value(s); label every cell."
-        raise ValueError(msg)
+    column = _validation.required_obs_column(
+        adata, dataset_key, "dataset_key", "that says which of the two datasets each cell is from"
+    )
     levels = list(pd.unique(column))
     if isinstance(column.dtype, pd.CategoricalDtype):
         levels = [level for level in column.cat.categories if level in set(levels)]

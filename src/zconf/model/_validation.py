@@ -115,6 +115,24 @@ def validate_counts(adata: AnnData, layer: str | None) -> None:
         )
 
 
+def required_obs_column(adata: AnnData, key: str | None, argument: str, what: str) -> pd.Series:
+    """``adata.obs[key]``, after clear errors for a missing argument, a missing column or missing values.
+
+    ``argument`` is the keyword's name and ``what`` says what the column holds, for the messages.
+    """
+    if key is None:
+        msg = f"`{argument}` is required: name the adata.obs column {what}."
+        raise ValueError(msg)
+    if key not in adata.obs:
+        msg = f"`{argument}` {key!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    column = adata.obs[key]
+    if column.isna().any():
+        msg = f"adata.obs[{key!r}] has {int(column.isna().sum())} missing value(s); drop or fill those cells."
+        raise ValueError(msg)
+    return column
+
+
 def treatment_levels(adata: AnnData, treatment_key: str | None, control_level=None) -> list:
     """The treatment column's two levels as ``[control, treated]``.
 
@@ -122,16 +140,7 @@ def treatment_levels(adata: AnnData, treatment_key: str | None, control_level=No
     ``control_level`` must be given unless the column is categorical (then its first category
     is the control).
     """
-    if treatment_key is None:
-        msg = "`treatment_key` is required: name the adata.obs column with the binary treatment."
-        raise ValueError(msg)
-    if treatment_key not in adata.obs:
-        msg = f"Treatment key {treatment_key!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
-        raise KeyError(msg)
-    column = adata.obs[treatment_key]
-    if column.isna().any():
-        msg = f"adata.obs[{treatment_key!r}] has {int(column.isna().sum())} missing value(s); drop or fill those cells."
-        raise ValueError(msg)
+    column = required_obs_column(adata, treatment_key, "treatment_key", "with the binary treatment")
     if isinstance(column.dtype, pd.CategoricalDtype):
         levels = [c for c in column.cat.categories if (column == c).any()]
     else:
