@@ -93,7 +93,11 @@ def write(name: str, rows: list[dict], columns: list[str], title: str, notes: st
 
 
 def summarise(rows: list[dict], group: tuple[str, ...], metrics: list[str]) -> list[dict]:
-    """Mean and worst (min for corr/AUROC, max for leakage and seconds) over seeds per group."""
+    """Mean, worst and standard error over seeds per group.
+
+    Worst is the max for metrics where lower is better (leakage, RMSE and RMSE ratios, false-discovery
+    proportions, seconds) and the min otherwise (correlations, AUROC, coverage).
+    """
     out = []
     keys = sorted({tuple(r[g] for g in group) for r in rows}, key=str)
     for key in keys:
@@ -106,8 +110,9 @@ def summarise(rows: list[dict], group: tuple[str, ...], metrics: list[str]) -> l
                 continue
             if m.startswith("abs_corr"):
                 values = np.nan_to_num(values, nan=0.0)  # a constant (collapsed) Z-hat recovers nothing
-            worst = values.max() if ("pcorr" in m or "rmse" in m or m == "seconds") else values.min()
+            lower_is_better = any(part in m for part in ("pcorr", "rmse", "ratio_to", "fdp")) or m == "seconds"
             summary[f"{m}_mean"] = float(values.mean())
-            summary[f"{m}_worst"] = float(worst)
+            summary[f"{m}_worst"] = float(values.max() if lower_is_better else values.min())
+            summary[f"{m}_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
         out.append(summary)
     return out

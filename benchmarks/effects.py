@@ -20,7 +20,7 @@ import scvi
 from scipy import stats
 
 import zconf
-from benchmarks._common import covariate_keys, quiet, write
+from benchmarks._common import covariate_keys, quiet, summarise, write
 from zconf.glm import fit_nb_glm
 from zconf.model._effects import benjamini_hochberg
 
@@ -169,28 +169,52 @@ def speed_row(n_obs, n_vars):
     return {"n_obs": n_obs, "n_vars": n_vars, "seconds": seconds}
 
 
-def summarise(rows, keys):
-    """Mean, worst and standard error over seeds of each group of rows sharing ``keys``."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    out = []
-    for key, part in groups.items():
-        values = {m: np.array([r[m] for r in part]) for m in ("rmse", "fdp_bh_0.1", "coverage_95")}
-        entry = dict(zip(keys, key, strict=True))
-        entry["n_seeds"] = len(part)
-        for metric in ("ratio_to_true_z", "ratio_to_naive", "abs_corr"):
-            if metric in part[0]:
-                entry[f"{metric}_mean"] = float(np.mean([r[metric] for r in part]))
-        if "ratio_to_true_z" in part[0]:
-            entry["ratio_to_true_z_worst"] = float(np.max([r["ratio_to_true_z"] for r in part]))
-        entry["rmse_mean"] = float(values["rmse"].mean())
-        entry["fdp_bh_0.1_mean"] = float(values["fdp_bh_0.1"].mean())
-        entry["fdp_bh_0.1_se"] = float(values["fdp_bh_0.1"].std(ddof=1) / np.sqrt(len(part))) if len(part) > 1 else 0.0
-        entry["coverage_95_mean"] = float(values["coverage_95"].mean())
-        entry["coverage_95_worst"] = float(values["coverage_95"].min())
-        out.append(entry)
-    return out
+#: Per-seed metrics summarised over seeds (mean, worst, standard error).
+METRICS = ("rmse", "ratio_to_true_z", "ratio_to_naive", "abs_corr", "fdp_bh_0.1", "coverage_95")
+
+
+def write_accuracy(rows: list[dict], suffix: str = "") -> None:
+    """The summary table of the accuracy part (also re-renders it from ``effects_per_seed.json``)."""
+    write(
+        f"effects{suffix}",
+        summarise(rows, ("z",), [m for m in METRICS if m in rows[0]]),
+        [
+            "z",
+            "n_seeds",
+            "ratio_to_true_z_mean",
+            "ratio_to_true_z_worst",
+            "ratio_to_naive_mean",
+            "fdp_bh_0.1_mean",
+            "fdp_bh_0.1_se",
+            "coverage_95_mean",
+            "coverage_95_worst",
+        ],
+        "Treatment effects on the 'confounded' preset (mean / worst / standard error over seeds)",
+        "`true_z` is the same estimator given the true Z (the oracle). BH at 0.1 with 80% null genes and "
+        "uniform null p-values gives an expected false-discovery proportion of 0.08. Per seed: "
+        "`effects_per_seed.md`; no treatment effect: `effects_null.md`; speed: `effects_speed.md`.",
+    )
+
+
+def write_uncertainty(rows: list[dict], suffix: str = "") -> None:
+    """The summary table of the Z-hat uncertainty part."""
+    write(
+        f"effects_uncertainty{suffix}",
+        summarise(rows, ("gamma2_scale", "z"), [m for m in METRICS if m in rows[0]]),
+        [
+            "gamma2_scale",
+            "z",
+            "n_seeds",
+            "abs_corr_mean",
+            "rmse_mean",
+            "fdp_bh_0.1_mean",
+            "coverage_95_mean",
+            "coverage_95_worst",
+        ],
+        "Z-hat uncertainty: soft, hard and cross-fitted Z-hat on weaker confounders ('confounded' preset, "
+        "gamma2_scale < 1)",
+        "Cross-fitting: each cell's Z-hat from a model trained on the other fold (`get_cross_fitted_latent`).",
+    )
 
 
 PARTS = ("accuracy", "uncertainty", "null", "oracle", "speed")
@@ -208,25 +232,7 @@ def main(argv=None):
     suffix = "_smoke" if args.smoke else ""
     if "accuracy" in args.parts:
         rows = accuracy_rows(args.seeds, n_obs, n_vars, args.smoke)
-        write(
-            f"effects{suffix}",
-            summarise(rows, ("z",)),
-            [
-                "z",
-                "n_seeds",
-                "ratio_to_true_z_mean",
-                "ratio_to_true_z_worst",
-                "ratio_to_naive_mean",
-                "fdp_bh_0.1_mean",
-                "fdp_bh_0.1_se",
-                "coverage_95_mean",
-                "coverage_95_worst",
-            ],
-            "Treatment effects on the 'confounded' preset (mean / worst / standard error over seeds)",
-            "`true_z` is the same estimator given the true Z (the oracle). BH at 0.1 with 80% null genes and "
-            "uniform null p-values gives an expected false-discovery proportion of 0.08. Per seed: "
-            "`effects_per_seed.md`; no treatment effect: `effects_null.md`; speed: `effects_speed.md`.",
-        )
+        write_accuracy(rows, suffix)
         write(f"effects_per_seed{suffix}", rows, list(rows[0]), "Treatment effects per seed")
     if "uncertainty" in args.parts:
         uncertain = uncertainty_rows(
@@ -236,23 +242,7 @@ def main(argv=None):
             n_vars,
             args.smoke,
         )
-        write(
-            f"effects_uncertainty{suffix}",
-            summarise(uncertain, ("gamma2_scale", "z")),
-            [
-                "gamma2_scale",
-                "z",
-                "n_seeds",
-                "abs_corr_mean",
-                "rmse_mean",
-                "fdp_bh_0.1_mean",
-                "coverage_95_mean",
-                "coverage_95_worst",
-            ],
-            "Z-hat uncertainty: soft, hard and cross-fitted Z-hat on weaker confounders ('confounded' preset, "
-            "gamma2_scale < 1)",
-            "Cross-fitting: each cell's Z-hat from a model trained on the other fold (`get_cross_fitted_latent`).",
-        )
+        write_uncertainty(uncertain, suffix)
         write(f"effects_uncertainty_per_seed{suffix}", uncertain, list(uncertain[0]), "Z-hat uncertainty per seed")
     if "null" in args.parts:
         nulls = null_rows(args.seeds[:5], n_obs, n_vars, args.smoke)

@@ -30,10 +30,6 @@ from benchmarks import _common
 from benchmarks._common import quiet, write
 
 
-def _results_dir():  # read at call time, so that tests can point it elsewhere
-    return _common.RESULTS
-
-
 def sparse_counts(n_obs: int, n_vars: int, seed: int = 0) -> AnnData:
     """Sparse NB-like counts with a binary Z, D and 4 covariates, built without a dense matrix."""
     rng = np.random.default_rng(seed)
@@ -189,11 +185,11 @@ def main(argv=None) -> None:
         print(rows[-1], flush=True)
     name = "speed_smoke" if args.smoke else "speed"
     columns = list(rows[0])
-    if args.merge and (_results_dir() / f"{name}.json").exists():
+    if args.merge and (_common.RESULTS / f"{name}.json").exists():
         done = {(r["n_obs"], r["n_vars"]) for r in rows}
         kept = [
             r
-            for r in json.loads((_results_dir() / f"{name}.json").read_text())
+            for r in json.loads((_common.RESULTS / f"{name}.json").read_text())
             if (r["n_obs"], r["n_vars"]) not in done
         ]
         rows = sorted(kept + rows, key=lambda r: (r["n_obs"], r["n_vars"]))

@@ -8,6 +8,7 @@ import numpy as np
 from anndata import AnnData
 from scipy.optimize import linear_sum_assignment
 from scvi.data._constants import _SCVI_UUID_KEY
+from sklearn.model_selection import StratifiedKFold
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,12 @@ def stratified_folds(treatment: np.ndarray, n_folds: int, random_state: int | No
     """Fold label (0..n_folds-1) of each cell, drawn at random within each treatment arm.
 
     Every fold gets (up to rounding) the same share of treated and control cells, so that no fold model
-    is trained without one of the arms.
+    is trained without one of the arms (scikit-learn's :class:`~sklearn.model_selection.StratifiedKFold`).
     """
-    rng = np.random.default_rng(random_state)
     folds = np.empty(len(treatment), dtype=np.int64)
-    for arm in (0, 1):
-        cells = rng.permutation(np.flatnonzero(treatment == arm))
-        folds[cells] = np.arange(len(cells)) % n_folds
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(treatment)), treatment)):
+        folds[held_out] = fold
     return folds
 
 
