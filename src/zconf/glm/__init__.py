@@ -1,5 +1,15 @@
-"""Batched GLMs by IRLS (per-gene negative binomial, logistic), used for effects and partial R²."""
+"""Batched GLMs by IRLS (per-gene negative binomial, logistic) and the one GLM design, [1, X, D, Z]."""
 
+from ._design import Design, RegressionData, design_from_blocks, design_matrix
 from ._irls import GLMFit, fit_logistic_glm, fit_nb_glm, nb_unit_deviance
 
-__all__ = ["GLMFit", "fit_logistic_glm", "fit_nb_glm", "nb_unit_deviance"]
+__all__ = [
+    "Design",
+    "GLMFit",
+    "RegressionData",
+    "design_from_blocks",
+    "design_matrix",
+    "fit_logistic_glm",
+    "fit_nb_glm",
+    "nb_unit_deviance",
+]

@@ -1,0 +1,1 @@
+"""Analyses of a fitted model as functions: arrays and :class:`~zconf.glm.RegressionData` in, tables out."""
