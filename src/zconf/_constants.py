@@ -1,4 +1,4 @@
-"""Keys shared across zconf: registry keys, module dict keys, AnnData output keys and sub-network names."""
+"""Keys shared across zconf: registry keys, module dict keys, AnnData output keys, history columns, role names."""
 
 from typing import NamedTuple
 
@@ -37,6 +37,34 @@ class _OutputKeys(NamedTuple):
     UNS: str = "{key}"
 
 
+class _HistoryKeys(NamedTuple):
+    """Columns of ``model.history`` logged by zconf's training plans: per-cell epoch means.
+
+    The ``*_VALIDATION`` columns exist only when the model was trained with a validation set.
+    """
+
+    TRAIN_LOSS: str = "train_loss"
+    ELBO_TRAIN: str = "elbo_train"
+    RECONSTRUCTION_LOSS_TRAIN: str = "reconstruction_loss_train"
+    KL_LOCAL_TRAIN: str = "kl_local_train"
+    KL_GLOBAL_TRAIN: str = "kl_global_train"
+    CLASSIFIER_LOSS_TRAIN: str = "classifier_loss_train"
+    NB_LOSS_TRAIN: str = "nb_loss_train"
+    DBPR_TREATMENT_TRAIN: str = "dbpr_treatment_train"
+    DBPR_GENES_TRAIN: str = "dbpr_genes_train"
+    #: share of the epoch's steps in a generator (or joint) phase: 1.0 generator, 0.0 predictor
+    GENERATOR_PHASE: str = "generator_phase"
+    VALIDATION_LOSS: str = "validation_loss"
+    ELBO_VALIDATION: str = "elbo_validation"
+    KL_LOCAL_VALIDATION: str = "kl_local_validation"
+    CLASSIFIER_LOSS_VALIDATION: str = "classifier_loss_validation"
+    NB_LOSS_VALIDATION: str = "nb_loss_validation"
+    #: :class:`zconf.PairedVAE`'s adversarial plan
+    DISCRIMINATOR_LOSS: str = "discriminator_loss"
+    DISCRIMINATOR_ACCURACY: str = "discriminator_accuracy"
+    ADVERSARIAL_WEIGHT: str = "adversarial_weight"
+
+
 class _PairedKeys(NamedTuple):
     """Registry keys of :class:`zconf.PairedVAE`."""
 
@@ -51,6 +79,7 @@ PAIRED_LATENT_KEY = "X_{key}"
 ADVERSARIAL_STRATEGIES: tuple[str, ...] = ("grl", "alternate")
 MODULE_KEYS = _ModuleKeys()
 OUTPUT_KEYS = _OutputKeys()
+HISTORY_KEYS = _HistoryKeys()
 
 #: The three sub-networks, in optimizer order.
 SUBNETS: tuple[str, ...] = ("generator", "classifier", "nb_head")

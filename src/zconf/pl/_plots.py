@@ -10,9 +10,10 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
+from zconf._constants import HISTORY_KEYS, OUTPUT_KEYS
 from zconf.metrics import per_gene_correlation
-from zconf.metrics._latent import _pearson
 
 from ._utils import fill_doc, finish, new_axes
 
@@ -39,6 +40,16 @@ def _layer(adata: AnnData, key: str) -> np.ndarray:
     return np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=float)
 
 
+def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Pearson r and its p-value over the finite pairs; NaN when under 3 pairs or one side is constant."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    r, p = stats.pearsonr(a, b)
+    return float(r), float(p)
+
+
 def _r_title(prefix: str, r: float, p: float | None = None) -> str:
     if not np.isfinite(r):
         # pearson is undefined when one side is constant (e.g. a randomised treatment: every true logit equal)
@@ -58,7 +69,8 @@ def _ols_line(ax: Axes, x: np.ndarray, y: np.ndarray, xs: np.ndarray, label: str
 def zhat_vs_true(
     adata: AnnData,
     *,
-    key: str = "X_zconf",
+    key_added: str = "zconf",
+    key: str | None = None,
     true_key: str = "z_true",
     latent: int = 0,
     soft: bool = False,
@@ -75,14 +87,17 @@ def zhat_vs_true(
     ----------
     adata
         Annotated AnnData (``model.annotate_adata``) with the truth (``zconf.data.simulate``).
+    key_added
+        The ``key_added`` given to :meth:`~zconf.ZConf.annotate_adata`: Z-hat is read from
+        ``obsm["X_{key_added}"]``, its probability from ``obs["{key_added}_z{latent}"]``.
     key
-        ``obsm`` key of Z-hat, or ``obs`` column (for example ``"zconf_z0"``, the probability).
+        An ``obsm`` key or ``obs`` column to draw instead of ``key_added``'s.
     true_key
         ``obsm`` key or ``obs`` column of the true Z.
     latent
         Column of Z-hat (and of the true Z) to draw.
     soft
-        Draw the probability column ``{prefix}_z{latent}`` instead of the hard Z-hat in ``key``.
+        Draw the probability P(Z=1) instead of the hard Z-hat (not with ``key``).
     jitter
         Horizontal jitter around 0 and 1.
     random_state
@@ -93,8 +108,15 @@ def zhat_vs_true(
     -------
     The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
     """
-    if soft:
-        key = f"{key.removeprefix('X_')}_z{latent}"
+    if key is not None and soft:
+        msg = f"Pass either `key` ({key!r}) or `soft=True` (which reads `key_added`'s probability column), not both."
+        raise ValueError(msg)
+    if key is None:
+        key = (
+            OUTPUT_KEYS.LATENT_PROB_COLUMN.format(key=key_added, j=latent)
+            if soft
+            else OUTPUT_KEYS.LATENT.format(key=key_added)
+        )
     z_hat = _obs_or_obsm(adata, key, latent)
     z_true = _obs_or_obsm(adata, true_key, latent)
     r, p = _pearson(z_true, z_hat)
@@ -109,7 +131,9 @@ def zhat_vs_true(
     ax_.set_xlim(-0.4, 1.4)
     ax_.set_xlabel("True Z (jittered)")
     ax_.set_ylabel("P(Z=1)" if soft else "Z-hat")
-    ax_.set_title(_r_title("Z-hat vs true Z", r, p))
+    title = _r_title("Z-hat vs true Z", r, p)
+    # Z is identified up to a label switch: say so rather than leave a negative r unexplained
+    ax_.set_title(title + ("\n(labels switched: Z-hat tracks 1 - Z)" if r < 0 else ""))
     ax_.legend(loc="best", fontsize="small")
     return finish(fig, ax_, name="zhat_vs_true", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
 
@@ -118,7 +142,8 @@ def zhat_vs_true(
 def treatment_logits(
     adata: AnnData,
     *,
-    key: str = "zconf_d_prob",
+    key_added: str = "zconf",
+    key: str | None = None,
     true_key: str = "treatment_logit_true",
     ax: Axes | None = None,
     show: bool | None = None,
@@ -131,8 +156,11 @@ def treatment_logits(
     ----------
     adata
         Annotated AnnData with the true logit.
+    key_added
+        The ``key_added`` given to :meth:`~zconf.ZConf.annotate_adata`: P(D=1) is read from
+        ``obs["{key_added}_d_prob"]``.
     key
-        ``obs`` column with the predicted P(D=1) (converted to a logit) or a predicted logit.
+        An ``obs`` column to draw instead, with a predicted P(D=1) (converted to a logit) or a predicted logit.
     true_key
         ``obs`` column with the true logit of D.
     {show_save_ax}
@@ -141,6 +169,7 @@ def treatment_logits(
     -------
     The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
     """
+    key = OUTPUT_KEYS.D_PROB_COLUMN.format(key=key_added) if key is None else key
     pred = _obs_or_obsm(adata, key)
     if np.all((pred >= 0) & (pred <= 1)):
         pred = np.log(np.clip(pred, 1e-12, 1)) - np.log(np.clip(1 - pred, 1e-12, 1))
@@ -171,7 +200,8 @@ def treatment_logits(
 def gene_correlations(
     adata: AnnData,
     *,
-    layer: str = "zconf_mean",
+    key_added: str = "zconf",
+    layer: str | None = None,
     true_layer: str = "log_mean_true",
     log: bool = True,
     bins: int = 30,
@@ -186,8 +216,11 @@ def gene_correlations(
     ----------
     adata
         Annotated AnnData with the true log-means.
+    key_added
+        The ``key_added`` given to :meth:`~zconf.ZConf.annotate_adata`: predicted means are read from
+        ``layers["{key_added}_mean"]``.
     layer
-        Layer of predicted means.
+        A layer of predicted means to use instead.
     true_layer
         Layer of true log-means.
     log
@@ -200,6 +233,7 @@ def gene_correlations(
     -------
     The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
     """
+    layer = OUTPUT_KEYS.MEAN_LAYER.format(key=key_added) if layer is None else layer
     pred = _layer(adata, layer)
     pred = np.log(np.clip(pred, 1e-30, None)) if log else pred
     r = per_gene_correlation(pred, _layer(adata, true_layer))
@@ -209,7 +243,7 @@ def gene_correlations(
     ax_.axvline(np.mean(finite), color="orange", ls=":", lw=2, label="mean")
     ax_.set_xlabel("Per-gene r (predicted vs true log-mean)")
     ax_.set_ylabel("Genes")
-    ax_.set_title(f"Per-gene correlation: mean = {np.mean(finite):.3f}, median = {np.median(finite):.3f}")
+    ax_.set_title(f"Per-gene correlation\nmean = {np.mean(finite):.3f}, median = {np.median(finite):.3f}")
     ax_.legend(loc="best", fontsize="small")
     return finish(
         fig,
@@ -231,6 +265,53 @@ def _ema(values: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
+#: The terms ``history`` draws, each on its own axis: (title, train column, validation column).
+_HISTORY_TERMS: tuple[tuple[str, str, str | None], ...] = (
+    ("Total loss", HISTORY_KEYS.TRAIN_LOSS, HISTORY_KEYS.VALIDATION_LOSS),
+    ("NB loss of Y (nb_head)", HISTORY_KEYS.NB_LOSS_TRAIN, HISTORY_KEYS.NB_LOSS_VALIDATION),
+    ("BCE of D (classifier)", HISTORY_KEYS.CLASSIFIER_LOSS_TRAIN, HISTORY_KEYS.CLASSIFIER_LOSS_VALIDATION),
+    ("Prior term (KL)", HISTORY_KEYS.KL_LOCAL_TRAIN, HISTORY_KEYS.KL_LOCAL_VALIDATION),
+    ("DBPR reward: treatment", HISTORY_KEYS.DBPR_TREATMENT_TRAIN, None),
+    ("DBPR reward: genes", HISTORY_KEYS.DBPR_GENES_TRAIN, None),
+)
+#: How each training phase is drawn: (label, colour, marker).
+_PHASE_STYLES = {
+    "generator": ("generator phases", "tab:blue", "o"),
+    "predictor": ("predictor phases", "tab:orange", "s"),
+    "mixed": ("mixed epochs", "tab:green", "^"),
+}
+
+
+def _history_frame(model) -> pd.DataFrame:
+    """The logged history columns in one frame indexed by epoch (validation rows only where logged)."""
+    columns = [HISTORY_KEYS.GENERATOR_PHASE] + [c for _, train, val in _HISTORY_TERMS for c in (train, val) if c]
+    present = [model.history[c].iloc[:, 0].rename(c) for c in columns if c in model.history]
+    frame = pd.concat(present, axis=1).apply(pd.to_numeric, errors="coerce")
+    return frame[frame[HISTORY_KEYS.TRAIN_LOSS].notna()] if HISTORY_KEYS.TRAIN_LOSS in frame else frame
+
+
+def _phase_masks(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Epochs of each phase: the epoch's share of generator steps is 1, 0, or in between."""
+    if HISTORY_KEYS.GENERATOR_PHASE not in frame:
+        return {"mixed": np.ones(len(frame), dtype=bool)}
+    share = frame[HISTORY_KEYS.GENERATOR_PHASE].to_numpy(dtype=float)
+    masks = {"generator": share == 1.0, "predictor": share == 0.0}
+    masks["mixed"] = ~(masks["generator"] | masks["predictor"])
+    return {phase: mask for phase, mask in masks.items() if mask.any()}
+
+
+def _history_terms(frame: pd.DataFrame) -> list[tuple[str, str, str | None]]:
+    """The terms that were logged and are not identically zero (the prior term is 0 with a single state)."""
+    terms = []
+    for title, train, val in _HISTORY_TERMS:
+        if train not in frame:
+            continue
+        values = frame[train].to_numpy(dtype=float)
+        if np.isfinite(values).any() and np.nanmax(np.abs(values)) > 0:
+            terms.append((title, train, val if val in frame else None))
+    return terms
+
+
 @fill_doc
 def history(
     model,
@@ -241,24 +322,29 @@ def history(
     save: bool | str | None = None,
     return_fig: bool = False,
 ):
-    """Training losses per epoch: generator phases (total, BCE, NB) and predictor phases on their own axes.
+    """Training losses per epoch, each term on its own axis, generator and predictor phases marked.
 
-    Losses are per cell (NB summed over genes), on a log scale so that BCE and NB share an axis.
+    One axis per logged term: the total loss, the NB loss of the counts, the BCE of the
+    treatment, the prior term and, when trained with DBPR, its rewards. Every value is a per-cell epoch mean
+    (the NB summed over genes), so the NB loss is hundreds and the BCE below one: on its own linear axis,
+    each term's change over training is visible. Within each axis, the epochs of generator phases and of
+    predictor phases are separate series (the objective differs between them); validation values, when
+    logged, are drawn in grey.
 
     Parameters
     ----------
     model
         A trained :class:`~zconf.ZConf`.
     smooth_alpha
-        If given (in (0, 1)), overlay an exponential moving average of each curve.
+        If given (in (0, 1)), overlay an exponential moving average of each series.
     ax
-        Two Axes (generator phase, predictor phase); a new figure when ``None``.
+        One Axes per drawn term (a new figure when ``None``).
     show, save, return_fig
-        As in the other plots (``ax`` here is a pair of Axes).
+        As in the other plots (``ax`` here is a sequence of Axes).
 
     Returns
     -------
-    The two Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    The list of Axes (one per term) when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
     """
     if not getattr(model, "is_trained_", False) or not model.history:
         msg = "The model has no training history; call model.train() first."
@@ -266,38 +352,47 @@ def history(
     if smooth_alpha is not None and not 0 < smooth_alpha < 1:
         msg = f"`smooth_alpha` must lie in (0, 1), got {smooth_alpha}."
         raise ValueError(msg)
-    frame = pd.concat(
-        [model.history[k] for k in ("train_loss", "classifier_loss_train", "nb_loss_train", "generator_phase")],
-        axis=1,
-    ).dropna()
+    frame = _history_frame(model)
+    terms = _history_terms(frame)
+    if not terms:
+        msg = f"The history has none of the loss columns {[train for _, train, _ in _HISTORY_TERMS]}."
+        raise KeyError(msg)
     if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        ncols = 2 if len(terms) in (2, 4) else min(len(terms), 3)
+        nrows = -(-len(terms) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+        axes = list(grid.ravel())
+        for unused in axes[len(terms) :]:
+            unused.remove()
+        axes = axes[: len(terms)]
     else:
         axes = list(ax)
+        if len(axes) != len(terms):
+            msg = f"`ax` has {len(axes)} Axes; this history has {len(terms)} terms: {[t for t, _, _ in terms]}."
+            raise ValueError(msg)
         fig = axes[0].figure
-    curves = {"total": "train_loss", "BCE (D)": "classifier_loss_train", "NB (Y)": "nb_loss_train"}
-    styles = {"total": "-", "BCE (D)": "--", "NB (Y)": ":"}
-    for axis, is_gen, title in ((axes[0], 1.0, "Generator phases"), (axes[1], 0.0, "Predictor phases")):
-        part = frame[frame["generator_phase"] == is_gen]
-        steps = np.arange(1, len(part) + 1)
-        for label, column in curves.items():
-            if is_gen == 0.0 and label == "total":
-                continue
-            values = part[column].to_numpy(dtype=float)
-            if len(values) == 0:
-                continue
-            axis.plot(steps, values, ls=styles[label], label=label)
+    epochs = np.arange(1, len(frame) + 1)
+    masks = _phase_masks(frame)
+    for axis, (title, train, val) in zip(axes, terms, strict=True):
+        values = frame[train].to_numpy(dtype=float)
+        for phase, mask in masks.items():
+            label, color, marker = _PHASE_STYLES[phase]
+            axis.plot(epochs[mask], values[mask], color=color, marker=marker, ms=3, lw=1, label=label)
             if smooth_alpha is not None:
-                axis.plot(steps, _ema(values, smooth_alpha), lw=2, alpha=0.7, label=f"EMA {label}")
-        axis.set_yscale("log")
+                ema = _ema(values[mask], smooth_alpha)
+                axis.plot(epochs[mask], ema, color=color, lw=2.5, alpha=0.5, label=f"EMA, {label}")
+        if val is not None:
+            logged = frame[val].notna().to_numpy()
+            axis.plot(epochs[logged], frame[val].to_numpy(dtype=float)[logged], color="grey", lw=1, label="validation")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel(f"{title[:-1].lower()} epoch")
-        axis.set_ylabel("loss per cell")
-        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("per cell")
+        axis.set_title(f"{title}\n{train}", fontsize="medium")
         axis.grid(alpha=0.2)
-        axis.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    return finish(fig, list(axes), name="history", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
+    axes[0].legend(loc="best", fontsize="small")
+    if ax is None:
+        fig.tight_layout()
+    return finish(fig, axes, name="history", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
 
 
 @fill_doc
@@ -305,7 +400,9 @@ def zhat_by_group(
     adata: AnnData,
     groupby: str,
     *,
-    key: str = "zconf_z0",
+    key_added: str = "zconf",
+    key: str | None = None,
+    latent: int = 0,
     ax: Axes | None = None,
     show: bool | None = None,
     save: bool | str | None = None,
@@ -322,8 +419,13 @@ def zhat_by_group(
         Annotated AnnData.
     groupby
         ``obs`` column to group by (for example ``"treatment"`` or ``"donor"``).
+    key_added
+        The ``key_added`` given to :meth:`~zconf.ZConf.annotate_adata`: the probability is read from
+        ``obs["{key_added}_z{latent}"]``.
     key
-        ``obs`` column with the probability, or ``obsm`` key of Z-hat (first column).
+        An ``obs`` column, or ``obsm`` key (column ``latent``), to draw instead.
+    latent
+        Which latent factor.
     {show_save_ax}
 
     Returns
@@ -333,7 +435,9 @@ def zhat_by_group(
     if groupby not in adata.obs:
         msg = f"`groupby` column {groupby!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
         raise KeyError(msg)
-    values = _obs_or_obsm(adata, key)
+    ylabel = key if key is not None else f"P(Z{latent}=1)"
+    key = OUTPUT_KEYS.LATENT_PROB_COLUMN.format(key=key_added, j=latent) if key is None else key
+    values = _obs_or_obsm(adata, key, latent)
     groups = adata.obs[groupby].astype("category")
     names = list(groups.cat.categories)
     data = [values[(groups == g).to_numpy()] for g in names]
@@ -347,7 +451,7 @@ def zhat_by_group(
         ax_.scatter(i + jitter, values_in_group, s=3, alpha=0.25, color="k", linewidths=0)
     ax_.set_xticks(range(1, len(names) + 1), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
     ax_.set_xlabel(groupby)
-    ax_.set_ylabel(key)
+    ax_.set_ylabel(ylabel)
     means = ", ".join(f"{n}: {np.mean(d):.2f}" for n, d in zip(names[:6], data[:6], strict=False) if len(d))
     ax_.set_title(f"{key} by {groupby} (means {means})", fontsize="medium")
     return finish(fig, ax_, name="zhat_by_group", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
