@@ -1,0 +1,541 @@
+"""Sample-aware (pseudobulk) treatment effects: replicates are samples, not cells.
+
+Counts are summed per sample (per sample and level of ``groups`` when given), and every gene gets an NB GLM on
+``[1, sample-level covariates, D, Z-hat composition]`` with a quasi-likelihood F-test of D whose residual
+degrees of freedom are those of the samples (edgeR's QL pipeline: Lund et al. 2012, Chen et al. 2016).
+
+What the project keeps of its own, and why (measured in ``benchmarks/sample_null.py`` on Kang control PBMCs,
+8 donors x 1,287 genes, no Z; numbers in ``benchmarks/results/sample_null.md``): PyDESeq2 0.5.4 fitted on the
+same pseudobulk with the same size factors gives the same D coefficients as :func:`zconf.glm.fit_nb_glm` when
+it is handed PyDESeq2's own dispersions (the IRLS is the same model), so the GLM fit itself is not a reason to
+depend on it. What differs is the test. PyDESeq2 offers Wald (normal reference) and LRT (chi-square) tests
+with MAP-shrunk dispersions, neither of which carries the uncertainty of the dispersion into the reference
+distribution; with 8 samples (5 residual df) the QL F-test is the one the pseudobulk literature found
+calibrated (Squair et al. 2021; Crowell et al. 2020), and PyDESeq2 has none. PyDESeq2 also took ~10 s on one
+16-sample table against ~0.1 s here, over the 10 s budget of the whole function. So the fit stays on the
+project's torch IRLS and the F-test, the dispersion trend and limma's moment estimator of the prior are
+implemented here (about 80 lines); PyDESeq2 is used in the benchmark as the reference it is checked against.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, special, stats
+
+from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm
+
+#: Normalisations of the pseudobulk library sizes.
+NORMALIZATIONS = ("median_ratio", "library")
+#: Options for covariates that vary between the cells of one pseudobulk.
+CELL_COVARIATES = ("error", "mean")
+#: Output columns, in order (the per-cell table's, then the sample-aware additions).
+COLUMNS = (
+    "lfc",
+    "log2fc",
+    "se",
+    "stat",
+    "pvalue",
+    "padj",
+    "ci_low",
+    "ci_high",
+    "mean_control",
+    "mean_treated",
+    "dispersion",
+    "converged",
+    "too_sparse",
+    "separated",
+    "n_samples_control",
+    "n_samples_treated",
+    "df",
+    "df_residual",
+    "ql_dispersion",
+)
+
+
+def _benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """BH-adjusted p-values; NaNs stay NaN and are not counted."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok])
+    adjusted = np.minimum.accumulate((p[ok][order] * m / np.arange(1, m + 1))[::-1])[::-1].clip(max=1.0)
+    values = np.empty(m)
+    values[order] = adjusted
+    out[ok] = values
+    return out
+
+
+def _running_trend(x: np.ndarray, y: np.ndarray, frac: float = 0.1) -> np.ndarray:
+    """Smooth trend of ``y`` on ``x``: a centred running median over ``frac`` of the points, then a running mean.
+
+    Robust to the genes at a dispersion bound, deterministic, and ~1 ms for 1,300 genes.
+    """
+    order = np.argsort(x, kind="stable")
+    window = max(int(frac * len(x)), 5)
+    smooth = pd.Series(y[order]).rolling(window, center=True, min_periods=1).median()
+    smooth = smooth.rolling(window, center=True, min_periods=1).mean().to_numpy()
+    out = np.empty_like(smooth)
+    out[order] = smooth
+    return out
+
+
+def _trigamma_inverse(x: float) -> float:
+    """Solve trigamma(y) = x for y > 0 by Newton's method (limma's ``trigammaInverse``)."""
+    if x > 1e7:
+        return 1.0 / np.sqrt(x)
+    if x < 1e-6:
+        return 1.0 / x
+    y = 0.5 + 1.0 / x
+    for _ in range(50):
+        tri = special.polygamma(1, y)
+        step = tri * (1 - tri / x) / special.polygamma(2, y)
+        y += step
+        if -step / y < 1e-8:
+            break
+    return float(y)
+
+
+def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Empirical-Bayes squeezing of per-gene variances towards a prior (limma's ``squeezeVar``, moment method).
+
+    ``s2 ~ s0² χ²_d0 / d0`` a priori (Smyth 2004): the prior df ``d0`` and scale ``s0²`` are matched to the
+    mean and variance of ``log s2``; with ``covariate`` (log mean expression) the prior scale follows a
+    :func:`_running_trend` of it, as edgeR's abundance trend.
+
+    Parameters
+    ----------
+    s2
+        Per-gene variance estimates (QL dispersions), ``(n_genes,)``; non-finite entries are left out.
+    df
+        Their residual degrees of freedom.
+    covariate
+        Optional ``(n_genes,)`` covariate of the prior scale.
+
+    Returns
+    -------
+    Posterior variances ``(n_genes,)``, prior df ``d0`` (``inf`` when the variances are no more variable than
+    sampling alone) and prior scales ``(n_genes,)``.
+    """
+    s2 = np.asarray(s2, dtype=float)
+    ok = np.isfinite(s2)
+    x = np.clip(s2, 0, None)
+    floor = np.median(x[ok]) if ok.any() else 1.0
+    x = np.maximum(x, 1e-5 * (floor if floor > 0 else 1.0))  # limma's floor: log of exact zeros
+    e = np.log(x) - special.digamma(df / 2) + np.log(df / 2)
+    if covariate is not None:
+        emean = np.full_like(e, np.nan)
+        emean[ok] = _running_trend(np.asarray(covariate, dtype=float)[ok], e[ok])
+    else:
+        emean = np.full_like(e, e[ok].mean())
+    evar = np.sum((e[ok] - emean[ok]) ** 2) / max(ok.sum() - 1, 1) - special.polygamma(1, df / 2)
+    if evar > 0:
+        d0 = 2 * _trigamma_inverse(float(evar))
+        s0 = np.exp(emean + special.digamma(d0 / 2) - np.log(d0 / 2))
+        post = (d0 * s0 + df * x) / (d0 + df)
+    else:
+        d0, s0 = np.inf, np.exp(emean)
+        post = s0.copy()
+    post[~ok] = np.nan
+    return post, d0, s0
+
+
+def composition_factors(y: np.ndarray, library: np.ndarray) -> np.ndarray:
+    """Median-of-ratios correction of library sizes (DESeq2's ``poscounts``), geometric mean 1.
+
+    ``y`` ``(n_pseudobulks, n_genes)``, ``library`` ``(n_pseudobulks,)``. The factor of pseudobulk ``s`` is the
+    median over its non-zero genes of ``(y_sg / L_s) / gm_g``, with ``gm_g`` the geometric mean of gene ``g``'s
+    library-scaled counts over the pseudobulks where it is non-zero. Without it, a treatment that raises a tenth
+    of the genes lowers every other gene's share of the library, and the test calls them down-regulated.
+    """
+    scaled = y / library[:, None]
+    positive = y > 0
+    log_scaled = np.where(positive, np.log(np.where(positive, scaled, 1.0)), 0.0)
+    log_gm = log_scaled.sum(0) / y.shape[0]  # poscounts: zeros contribute 0 to the sum, n_pseudobulks divides
+    usable = log_gm != 0
+    factors = np.array(
+        [
+            np.median((log_scaled[s] - log_gm)[positive[s] & usable]) if (positive[s] & usable).any() else 0.0
+            for s in range(y.shape[0])
+        ]
+    )
+    return np.exp(factors - factors.mean())
+
+
+def _indicator(labels: np.ndarray) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """Levels of ``labels`` and the sparse ``(n_levels, n_obs)`` 0/1 matrix that sums cells into them."""
+    levels, codes = np.unique(labels, return_inverse=True)
+    matrix = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(levels), len(codes)))
+    return levels, matrix
+
+
+def _check_labels(values, n_obs: int, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or array.shape[0] != n_obs:
+        msg = f"`{name}` must have shape ({n_obs},) (one label per cell), got {array.shape}."
+        raise ValueError(msg)
+    missing = pd.isna(array)
+    if missing.any():
+        msg = f"`{name}` has {int(missing.sum())} missing values (first at cell {int(np.flatnonzero(missing)[0])})."
+        raise ValueError(msg + " Give every cell a label, or subset the cells first.")
+    return array.astype(str) if array.dtype == object else array
+
+
+def _check_treatment(treatment: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    d = np.asarray(treatment, dtype=float)
+    if not np.isin(d, (0.0, 1.0)).all():
+        bad = np.unique(d[~np.isin(d, (0.0, 1.0))])[:5]
+        msg = f"`data.treatment` must be 0/1, got values such as {bad.tolist()}."
+        raise ValueError(msg)
+    frame = pd.DataFrame({"sample": samples, "d": d})
+    arms = frame.groupby("sample", sort=True)["d"].nunique()
+    both = arms.index[arms > 1].tolist()
+    if both:
+        msg = (
+            f"Each sample must have one treatment value, but samples {both} have cells in both arms. "
+            "The sample is the replicate unit of the test: pass a sample label that nests in the treatment "
+            "(for example donor x condition)."
+        )
+        raise ValueError(msg)
+    return d
+
+
+def _check_z(z, n_obs: int) -> np.ndarray:
+    values = np.asarray(z)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != n_obs:
+        msg = f"`z` must have shape ({n_obs},) or ({n_obs}, k), got {np.shape(z)}."
+        raise ValueError(msg)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        msg = f"`z` must be numeric 0/1 (one-hot code a categorical latent), got dtype {values.dtype}."
+        raise TypeError(msg)
+    values = values.astype(float)
+    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        msg = (
+            "`z` must hold hard 0/1 states (or probabilities in [0, 1]); got values outside [0, 1] or NaN. "
+            "Pass model.get_latent_representation() (hard) rather than a continuous embedding."
+        )
+        raise ValueError(msg)
+    if values.shape[1] > 1 and np.allclose(values.sum(1), 1.0):
+        values = values[:, 1:]  # one-hot levels of one categorical latent: the first is the reference
+    return values
+
+
+def _sample_covariates(covariates: np.ndarray, summer: sparse.csr_matrix, how: str, labels) -> np.ndarray:
+    """Covariates of the pseudobulks: constant within each (or averaged, with ``how="mean"``)."""
+    if covariates.shape[1] == 0:
+        return np.zeros((summer.shape[0], 0))
+    n_cells = np.asarray(summer.sum(1)).ravel()
+    mean = np.asarray(summer @ covariates) / n_cells[:, None]
+    if how == "mean":
+        return mean
+    spread = np.asarray(summer @ covariates**2) / n_cells[:, None] - mean**2
+    varying = np.flatnonzero((spread > 1e-10).any(0))
+    if varying.size:
+        where = [str(labels[i]) for i in np.flatnonzero(spread[:, varying[0]] > 1e-10)[:5]]
+        msg = (
+            f"Covariate columns {varying.tolist()} vary between the cells of one sample (first column: in "
+            f"samples {where}). A pseudobulk has one value per covariate: pass a cell-level categorical such as "
+            "cell type as `groups=` (one table per level), leave it out of `data.covariates`, or set "
+            "`cell_covariates='mean'` to use its per-sample mean (a composition for one-hot columns)."
+        )
+        raise ValueError(msg)
+    return mean
+
+
+def _informative(block: np.ndarray) -> np.ndarray:
+    """Drop columns constant over the pseudobulks (absorbed by the intercept, e.g. one level's own one-hot)."""
+    return block[:, np.ptp(block, axis=0) > 1e-12] if block.shape[1] else block
+
+
+def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, min_count, min_samples, alpha, trend):
+    """The QL pipeline on one pseudobulk table ``y`` ``(n_pseudobulks, n_genes)``; returns a dict of columns."""
+    n_obs, n_params = design.matrix.shape
+    df_res = n_obs - n_params
+    reduced = design.without("treatment")
+    # 1. per-gene NB dispersion (Pearson equation, df-corrected) and its trend over abundance
+    first = fit_nb_glm(y, design.matrix, offset=offset)
+    lib = np.exp(offset)
+    log_abundance = np.log(np.mean(y / lib[:, None], axis=0) * 1e6 + 0.5)
+    log_alpha = np.log(np.clip(first.dispersion, 1e-4, 1e2))
+    dispersion = np.exp(_running_trend(log_abundance, log_alpha))
+    # 2. NB fits with the trended dispersion, with and without D: QL dispersion and the likelihood ratio
+    full = fit_nb_glm(y, design.matrix, offset=offset, dispersion=dispersion)
+    null = fit_nb_glm(y, reduced.matrix, offset=offset, dispersion=dispersion)
+    nonzero = (y > 0).sum(0)
+    too_sparse = (y.sum(0) < min_count) | (nonzero < min_samples)
+    treated = d == 1
+    separated = ~too_sparse & ((y[treated].sum(0) == 0) | (y[~treated].sum(0) == 0))
+    s2 = full.deviance / df_res
+    s2[too_sparse] = np.nan
+    # 3. empirical-Bayes squeezing of the QL dispersion, F-test with df = residual df + prior df
+    post, d0, _ = squeeze_var(s2, df_res, covariate=log_abundance if trend else None)
+    df_total = df_res + min(d0, 1e6)
+    lr = np.clip(null.deviance - full.deviance, 0.0, None)
+    f_stat = lr / post
+    pvalue = stats.f.sf(f_stat, 1, df_total)
+    j = design.treatment_index
+    lfc = full.coef[:, j].copy()
+    se = full.se[:, j] * np.sqrt(post)
+    bad = too_sparse | separated | ~full.converged | ~np.isfinite(se) | (se <= 0)
+    pvalue[too_sparse | (~full.converged & ~separated)] = np.nan
+    lfc[bad] = np.nan
+    se[bad] = np.nan
+    lfc[separated] = np.where(y[treated][:, separated].sum(0) > 0, np.inf, -np.inf)
+    quantile = stats.t.ppf(1 - alpha / 2, df_total)
+    return {
+        "lfc": lfc,
+        "log2fc": lfc / np.log(2),
+        "se": se,
+        "stat": np.sign(lfc) * np.sqrt(f_stat),
+        "pvalue": pvalue,
+        "padj": _benjamini_hochberg(pvalue),
+        "ci_low": lfc - quantile * se,
+        "ci_high": lfc + quantile * se,
+        "mean_control": arm_cells_sum[0] / max(n_cells[~treated].sum(), 1),
+        "mean_treated": arm_cells_sum[1] / max(n_cells[treated].sum(), 1),
+        "dispersion": dispersion,
+        "converged": full.converged,
+        "too_sparse": too_sparse,
+        "separated": separated,
+        "n_samples_control": int((~treated).sum()),
+        "n_samples_treated": int(treated.sum()),
+        "df": np.full(y.shape[1], df_total),
+        "df_residual": np.full(y.shape[1], df_res),
+        "ql_dispersion": post,
+    }
+
+
+def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opts) -> dict | None:
+    """Pseudobulk the given cells per sample and run :func:`_fit_table`; ``None`` if an arm has too few samples."""
+    levels, summer = _indicator(samples)
+    y = np.asarray((summer @ data_counts).todense() if sparse.issparse(data_counts) else summer @ data_counts)
+    y = y.astype(float)
+    n_cells = np.asarray(summer.sum(1)).ravel()
+    d = np.asarray(summer @ d_cells).ravel() / n_cells
+    counts_per_cell = np.asarray(data_counts.sum(1)).ravel()
+    if offset_cells is None:
+        library = np.asarray(summer @ counts_per_cell).ravel()
+    else:  # the expected pseudobulk count is Σ_cells s_i μ: its offset is log Σ s_i
+        library = np.asarray(summer @ np.exp(offset_cells)).ravel()
+    if (library <= 0).any():
+        empty = levels[library <= 0][:5].tolist()
+        msg = f"Samples {empty} have no counts (library size 0); remove them before testing."
+        raise ValueError(msg)
+    raw_library = library
+    if opts["normalization"] == "median_ratio":
+        library = library * composition_factors(y, library)
+    arms = ((d == 0).sum(), (d == 1).sum())
+    if min(arms) < opts["min_samples"]:
+        return None
+    x = _informative(_sample_covariates(covariates, summer, opts["cell_covariates"], levels))
+    composition = None
+    if z is not None:
+        # share of each pseudobulk's library in each Z-hat state: its expected count is Σ_k L_k exp(β_k), so to
+        # first order log μ moves with the library share of each state (a cell-count share ignores depth)
+        weights = counts_per_cell if offset_cells is None else np.exp(offset_cells)
+        composition = _informative(np.asarray(summer @ (z * weights[:, None])) / raw_library[:, None])
+    design = design_matrix(x, d, composition if composition is not None and composition.shape[1] else None)
+    df_res = design.matrix.shape[0] - design.matrix.shape[1]
+    rank = np.linalg.matrix_rank(design.matrix)
+    if df_res < 1 or rank < design.matrix.shape[1]:
+        msg = (
+            f"The pseudobulk design has {design.matrix.shape[1]} columns (rank {rank}) for {len(levels)} samples: "
+            f"no residual degrees of freedom left for the test. Use more samples, fewer sample-level covariates "
+            "or fewer Z-hat states."
+        )
+        raise ValueError(msg)
+    treated_cells = d_cells == 1
+    arm_sums = (
+        np.asarray(data_counts[~treated_cells].sum(0)).ravel(),
+        np.asarray(data_counts[treated_cells].sum(0)).ravel(),
+    )
+    return _fit_table(
+        y,
+        np.log(library),
+        design,
+        d,
+        n_cells,
+        arm_sums,
+        opts["min_count"],
+        opts["min_samples"],
+        opts["alpha"],
+        opts["trend"],
+    )
+
+
+def pseudobulk_effects(
+    data: RegressionData,
+    samples: np.ndarray,
+    z: np.ndarray | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    alpha: float = 0.05,
+    min_samples: int = 2,
+    min_count: int = 10,
+    cell_covariates: str = "error",
+    normalization: str = "median_ratio",
+    trend: bool = True,
+    gene_names=None,
+) -> pd.DataFrame:
+    """Per-gene treatment effects with samples as the replicates: pseudobulk NB GLM and quasi-likelihood F-test.
+
+    Counts are summed per sample (per sample and level of ``groups``). Each gene gets an NB GLM with log link on
+    ``[1, sample-level covariates, D, Z-hat composition]`` with the log library size of each pseudobulk (times
+    a median-of-ratios factor) as offset, and D is tested with edgeR's quasi-likelihood F-test: an NB
+    dispersion trended over abundance, a QL dispersion (residual deviance / residual df) squeezed towards an
+    abundance trend by limma's moment estimator, and F(1, residual df + prior df). Then Benjamini–Hochberg
+    over the testable genes of a table.
+
+    Why one pseudobulk per sample with Z-hat as a composition, and not one per (sample, Z-hat state): the
+    pseudobulks of one sample share its deviation, so a fit on per-state pseudobulks takes its residual df from
+    pseudobulks and is anti-conservative; measured in ``benchmarks/sample_null.py`` on Kang control donors.
+
+    Parameters
+    ----------
+    data
+        Counts ``(n_obs, n_genes)`` (dense or sparse), cell-level covariates, 0/1 treatment and optional log
+        size factors (:class:`~zconf.glm.RegressionData`). With ``offset``, a pseudobulk's library size is
+        Σ exp(offset) over its cells; without, its total count.
+    samples
+        ``(n_obs,)`` replicate unit of each cell (donor, well, mouse; donor x condition when both arms come from
+        one donor). Each sample must have one treatment value.
+    z
+        Hard Z-hat ``(n_obs, k)``: 0/1 columns of binary latents, or the one-hot levels of a categorical
+        latent (the first level becomes the reference). Enters as the share of each pseudobulk's library in
+        each state (probabilities give the expected share); states constant over the pseudobulks are dropped.
+        ``None``: no adjustment.
+    groups
+        Optional ``(n_obs,)`` cell-level categorical (cell type). Each level gets its own pseudobulks and its
+        own table, as muscat does, and the result has a ``(group, gene)`` MultiIndex; levels with fewer than
+        ``min_samples`` samples in an arm are skipped with a warning. Covariate columns constant within a level
+        (that level's own one-hot) are dropped.
+    alpha
+        Level of the confidence intervals (``1 - alpha``, t with ``df`` degrees of freedom).
+    min_samples
+        Least number of samples per arm; fewer raises (or skips a group). Genes non-zero in fewer pseudobulks
+        are ``too_sparse``.
+    min_count
+        Genes with a smaller total count over the pseudobulks of a table are ``too_sparse`` (NaN statistics).
+    cell_covariates
+        Covariate columns that vary between the cells of one pseudobulk: ``"error"`` (default) refuses them
+        and says how to pass them; ``"mean"`` uses their per-pseudobulk mean as a sample-level covariate.
+    normalization
+        ``"median_ratio"`` (default): each pseudobulk's library size times a median-of-ratios factor
+        (:func:`composition_factors`), robust to a treatment that changes many genes; ``"library"``: the
+        library size alone.
+    trend
+        Squeeze the QL dispersions towards an abundance trend (edgeR's default) instead of a constant.
+    gene_names
+        Index of the table; ``0..n_genes-1`` when ``None``.
+
+    Returns
+    -------
+    DataFrame by gene (or by ``(group, gene)``) with the per-cell table's columns: ``lfc`` (natural log),
+    ``log2fc``, ``se`` (Wald se scaled by the posterior QL dispersion), ``stat`` (signed √F), ``pvalue``,
+    ``padj``, ``ci_low``, ``ci_high``, ``mean_control`` and ``mean_treated`` (mean count per cell of each arm),
+    ``dispersion`` (trended NB), ``converged``, ``too_sparse``, ``separated`` (all zeros in one arm: ``lfc`` is
+    ±inf, the p-value still comes from the F-test of the deviance); then ``n_samples_control``,
+    ``n_samples_treated``, ``df`` (denominator df of the F-test: residual + prior), ``df_residual`` (samples
+    minus design columns) and ``ql_dispersion`` (posterior).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zconf.glm import RegressionData
+    >>> rng = np.random.default_rng(0)
+    >>> samples = np.repeat(np.arange(6), 50)
+    >>> d = (samples >= 3).astype(float)
+    >>> counts = rng.poisson(2.0, size=(300, 40))
+    >>> data = RegressionData(counts=counts, covariates=np.zeros((300, 0)), treatment=d)
+    >>> table = pseudobulk_effects(data, samples)
+    >>> int(table["df_residual"].iloc[0]), int(table["n_samples_treated"].iloc[0])
+    (4, 3)
+    """
+    if cell_covariates not in CELL_COVARIATES:
+        msg = f"`cell_covariates` must be one of {list(CELL_COVARIATES)}, got {cell_covariates!r}."
+        raise ValueError(msg)
+    if normalization not in NORMALIZATIONS:
+        msg = f"`normalization` must be one of {list(NORMALIZATIONS)}, got {normalization!r}."
+        raise ValueError(msg)
+    if not 0 < alpha < 1:
+        msg = f"`alpha` must lie in (0, 1), got {alpha}."
+        raise ValueError(msg)
+    if int(min_samples) != min_samples or min_samples < 1:
+        msg = f"`min_samples` must be a positive integer, got {min_samples!r}."
+        raise ValueError(msg)
+    counts = data.counts
+    if not (sparse.issparse(counts) or isinstance(counts, np.ndarray)):
+        counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[0] != data.n_obs:
+        msg = f"`data.counts` must have shape ({data.n_obs}, n_genes), got {counts.shape}."
+        raise ValueError(msg)
+    sparse_counts = sparse.csr_matrix(counts) if sparse.issparse(counts) else counts
+    values = sparse_counts.data if sparse.issparse(sparse_counts) else sparse_counts
+    if values.size and (values.min() < 0 or not np.isfinite(values).all()):
+        msg = "`data.counts` must be finite and non-negative raw counts."
+        raise ValueError(msg)
+    n_obs, n_genes = counts.shape
+    samples = _check_labels(samples, n_obs, "samples")
+    d = _check_treatment(data.treatment, samples)
+    covariates = np.asarray(data.covariates, dtype=float).reshape(n_obs, -1)
+    z_values = None if z is None else _check_z(z, n_obs)
+    offset = None if data.offset is None else np.asarray(data.offset, dtype=float).ravel()
+    if offset is not None and (offset.shape != (n_obs,) or not np.isfinite(offset).all()):
+        msg = f"`data.offset` must be finite with shape ({n_obs},), got shape {offset.shape}."
+        raise ValueError(msg)
+    genes = pd.Index(np.arange(n_genes) if gene_names is None else np.asarray(gene_names), name="gene")
+    if len(genes) != n_genes:
+        msg = f"`gene_names` has {len(genes)} names for {n_genes} genes."
+        raise ValueError(msg)
+    opts = {
+        "min_samples": int(min_samples),
+        "min_count": min_count,
+        "cell_covariates": cell_covariates,
+        "alpha": alpha,
+        "trend": trend,
+        "normalization": normalization,
+    }
+    if groups is None:
+        out = _effects_one(sparse_counts, d, covariates, z_values, offset, samples, opts)
+        if out is None:
+            n_control, n_treated = (len(np.unique(samples[d == arm])) for arm in (0, 1))
+            msg = (
+                f"Need at least min_samples={min_samples} samples per arm, got {n_control} control and "
+                f"{n_treated} treated."
+            )
+            raise ValueError(msg)
+        return pd.DataFrame(out, index=genes)[list(COLUMNS)]
+    groups = _check_labels(groups, n_obs, "groups")
+    tables, skipped = {}, []
+    for level in pd.unique(groups):
+        cells = groups == level
+        out = _effects_one(
+            sparse_counts[cells],
+            d[cells],
+            covariates[cells],
+            None if z_values is None else z_values[cells],
+            None if offset is None else offset[cells],
+            samples[cells],
+            opts,
+        )
+        if out is None:
+            skipped.append(level)
+            continue
+        tables[level] = pd.DataFrame(out, index=genes)[list(COLUMNS)]
+    if skipped:
+        warnings.warn(
+            f"Groups {skipped} have fewer than min_samples={min_samples} samples in an arm and were skipped.",
+            UserWarning,
+            stacklevel=2,
+        )
+    if not tables:
+        msg = f"No level of `groups` has min_samples={min_samples} samples in each arm."
+        raise ValueError(msg)
+    return pd.concat(tables, names=["group", "gene"])
