@@ -3,7 +3,8 @@ import json
 import anndata as ad
 import pandas as pd
 
-from zconf.cli import main
+import zconf
+from zconf.cli import build_parser, fit_and_write, main
 
 
 def test_simulate_then_fit(tmp_path, capsys):
@@ -60,7 +61,10 @@ def test_simulate_then_fit(tmp_path, capsys):
 
 def test_demo_writes_outputs(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--max-epochs", "2", "--accelerator", "cpu"]) == 0
+    args = build_parser().parse_args(["demo", "--out", str(out), "--max-epochs", "2", "--accelerator", "cpu"])
+    given = dict(vars(args))
+    assert args.func(args) == 0
+    assert vars(args) == given  # the command reads its arguments, it does not rewrite them
     summary = json.loads((out / "summary.json").read_text())
     assert {"recovery", "leakage", "train_seconds", "effects"} <= set(summary)
     assert summary["effects"]["rmse_adjusted"] > 0 and summary["effects"]["rmse_naive"] > 0
@@ -84,3 +88,38 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["fit", str(sim), "--treatment-key", "treatment", "--layer", "raw", "--out", str(out)]) == 2
     assert "Layer 'raw' not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fit_small_data_with_default_batch_size(tmp_path, capsys):
+    """Flags not given are not passed: 60 cells train with the Python default batch size (all cells)."""
+    sim = tmp_path / "sim.h5ad"
+    assert main(["simulate", "--preset", "seed", "--n-obs", "60", "--n-vars", "10", "--out", str(sim)]) == 0
+    out = tmp_path / "fitted.h5ad"
+    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(out)]
+    assert main([*argv, "--max-epochs", "20", "--accelerator", "cpu"]) == 0
+    assert ad.read_h5ad(out).obsm["X_zconf"].shape == (60, 1)
+    captured = capsys.readouterr()
+    # stdout is not a terminal here: one line per block of epochs, no progress bar
+    assert "\r" not in captured.out + captured.err
+    epoch_lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == [f"{n}/20" for n in range(2, 21, 2)]
+    assert all("train_loss" in line and "classifier_loss_train" in line for line in epoch_lines)
+
+
+def test_fit_and_write_passes_keywords_through(tmp_path, capsys):
+    adata = zconf.data.simulate("seed", n_obs=80, n_vars=10, random_state=0)
+    summary = fit_and_write(
+        adata,
+        out=tmp_path / "out.h5ad",
+        treatment_key="treatment",
+        layer="counts",
+        summary_out=tmp_path / "summary.json",
+        progress=False,
+        model_kwargs={"n_latent": 2, "n_hidden": None},
+        train_kwargs={"max_epochs": 3, "batch_size": None, "accelerator": "cpu"},
+        effects_kwargs={},
+    )
+    assert summary["epochs"] == 3
+    assert ad.read_h5ad(tmp_path / "out.h5ad").obsm["X_zconf"].shape == (80, 2)
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 3
+    assert capsys.readouterr().out.count("epoch 3/3") == 1

@@ -12,6 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from anndata import AnnData
+from lightning.pytorch import Callback
+
+from ._constants import HISTORY_KEYS
+
 logger = logging.getLogger("zconf")
 
 
@@ -61,7 +66,7 @@ def _summary(model, adata) -> dict:
     summary = {
         "n_obs": int(adata.n_obs),
         "n_vars": int(adata.n_vars),
-        "epochs": int(model.history["train_loss"].shape[0]),
+        "epochs": int(model.history[HISTORY_KEYS.TRAIN_LOSS].shape[0]),
     }
     covariates, d = model.get_design()
     summary["treatment_auroc"] = metrics.treatment_auroc_from_arrays(covariates, d, z_hat)
@@ -96,7 +101,7 @@ def _write_plots(model, adata, treatment_key: str, folder: Path) -> None:
         pl.gene_correlations(adata, save=str(folder / "gene_correlations.png"), show=False)
 
 
-def _effects_summary(model, adata, effects, z) -> dict:
+def _effects_summary(model, adata, effects, z, effects_kwargs: dict) -> dict:
     """Counts of tested and significant genes; with a simulation's true effects, the RMSE against them."""
     import numpy as np
 
@@ -108,62 +113,189 @@ def _effects_summary(model, adata, effects, z) -> dict:
     }
     if "treatment_effect_true" in adata.var:
         truth = adata.var["treatment_effect_true"].to_numpy()
-        naive = model.treatment_effects(adjust=False)
+        naive = model.treatment_effects(adjust=False, **effects_kwargs)
         out["rmse_adjusted"] = float(np.sqrt(np.nanmean((effects["lfc"].to_numpy() - truth) ** 2)))
         out["rmse_naive"] = float(np.sqrt(np.nanmean((naive["lfc"].to_numpy() - truth) ** 2)))
     return out
 
 
-def _fit_and_write(
-    adata,
-    args: argparse.Namespace,
-    h5ad_out: Path,
-    plots_dir: Path | None,
-    model_dir: Path | None,
-    effects_out: Path | None = None,
-) -> dict:
-    """Set up, train, annotate; write the h5ad, and (if asked) the effects table, plots + summary.json, the model.
+def _drop_none(kwargs: dict | None) -> dict:
+    return {key: value for key, value in (kwargs or {}).items() if value is not None}
 
-    Everything is written into a temporary folder first and moved into place only once complete, so a
-    failed run leaves no partial outputs.
+
+class EpochLines(Callback):
+    """Print one line every ``every`` epochs and one when training ends, in place of the progress bar.
+
+    For logs and pipes: Lightning's progress bar writes thousands of carriage-return updates there.
+
+    Parameters
+    ----------
+    every
+        Epochs between lines; ``None``: a tenth of ``max_epochs`` (about ten lines per training).
+    keys
+        History columns to print, when logged.
     """
+
+    def __init__(
+        self,
+        every: int | None = None,
+        keys: Sequence[str] = (
+            HISTORY_KEYS.TRAIN_LOSS,
+            HISTORY_KEYS.NB_LOSS_TRAIN,
+            HISTORY_KEYS.CLASSIFIER_LOSS_TRAIN,
+        ),
+    ):
+        super().__init__()
+        self.every, self.keys = every, tuple(keys)
+        self._every, self._printed, self._start = 1, 0, 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: D102
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 100
+        self._every = self.every or max(1, round(max_epochs / 10))
+        self._printed, self._start = 0, time.perf_counter()
+
+    # Lightning calls a callback's on_train_epoch_end before the plan logs the epoch's metrics, so each
+    # block's line is printed when the next epoch starts (and the last one when training ends).
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
+        if trainer.current_epoch and trainer.current_epoch % self._every == 0:
+            self._line(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: D102
+        if trainer.current_epoch != self._printed:
+            self._line(trainer, trainer.current_epoch)
+
+    def _line(self, trainer, epoch: int) -> None:
+        metrics = trainer.callback_metrics
+        values = ", ".join(f"{key} {float(metrics[key]):.5g}" for key in self.keys if key in metrics)
+        if HISTORY_KEYS.GENERATOR_PHASE in metrics:
+            share = float(metrics[HISTORY_KEYS.GENERATOR_PHASE])
+            values += {1.0: " (generator phase)", 0.0: " (predictor phase)"}.get(share, "")
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        print(f"epoch {epoch}/{total} ({time.perf_counter() - self._start:.1f} s): {values}", flush=True)
+        self._printed = epoch
+
+
+def fit_and_write(
+    adata: AnnData | str | Path,
+    *,
+    out: str | Path,
+    treatment_key: str,
+    layer: str | None = None,
+    control_level: str | None = None,
+    categorical_covariate_keys: Sequence[str] | None = None,
+    continuous_covariate_keys: Sequence[str] | None = None,
+    size_factor_key: str | None = None,
+    plots: str | Path | None = None,
+    summary_out: str | Path | None = None,
+    save_model: str | Path | None = None,
+    effects: str | Path | None = None,
+    cross_fit: int = 0,
+    random_state: int = 0,
+    force: bool = False,
+    progress: bool | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    effects_kwargs: dict | None = None,
+) -> dict:
+    """Set up, train and annotate ZConf; write the h5ad and, if asked, plots, summary, model and effects.
+
+    What ``zconf fit`` and ``zconf demo`` run. Every output is written into a temporary folder first and moved
+    into place only once all are complete, so a failed run leaves no partial outputs.
+
+    Parameters
+    ----------
+    adata
+        AnnData with raw counts, or the path of an ``.h5ad``.
+    out
+        Output ``.h5ad`` (the annotated AnnData).
+    treatment_key, layer, control_level, categorical_covariate_keys, continuous_covariate_keys, size_factor_key
+        As in :meth:`zconf.ZConf.setup_anndata`.
+    plots
+        Folder for the diagnostic PNGs (and ``summary.json``, unless ``summary_out`` is given).
+    summary_out
+        Path of ``summary.json``; ``None``: in ``plots`` when given, else not written.
+    save_model
+        Folder to save the trained model in.
+    effects
+        CSV of :meth:`zconf.ZConf.treatment_effects`.
+    cross_fit
+        Compute the effects with Z-hat cross-fitted over this many folds; 0: the Z-hat probabilities.
+    random_state
+        ``scvi.settings.seed``.
+    force
+        Overwrite existing outputs (otherwise an existing output is an error, raised before training).
+    progress
+        Show Lightning's progress bar; ``False`` prints one line per block of epochs instead. ``None``: the
+        bar only when stdout is a terminal.
+    model_kwargs, train_kwargs, effects_kwargs
+        Keywords of :class:`zconf.ZConf`, :meth:`zconf.ZConf.train` and :meth:`zconf.ZConf.treatment_effects`;
+        ``None`` values are dropped, so the Python defaults apply.
+
+    Returns
+    -------
+    The summary (what ``summary.json`` holds).
+    """
+    import anndata as ad
     import scvi
 
     from . import ZConf
 
-    scvi.settings.seed = args.random_state
+    if not isinstance(adata, AnnData) and not Path(adata).exists():
+        msg = f"Input file {adata} does not exist."
+        raise UserError(msg)
+    out = Path(out)
+    plots = Path(plots) if plots is not None else None
+    summary_out = Path(summary_out) if summary_out is not None else (plots / "summary.json" if plots else None)
+    model_dir = Path(save_model) if save_model is not None else None
+    effects_out = Path(effects) if effects is not None else None
+    for path in (out, plots, summary_out, model_dir, effects_out):
+        if path is not None:
+            _prepare_output(path, force)
+    model_kwargs, effects_kwargs = _drop_none(model_kwargs), _drop_none(effects_kwargs)
+    train_kwargs = _drop_none(train_kwargs)
+    if not (sys.stdout.isatty() if progress is None else progress):
+        train_kwargs.setdefault("enable_progress_bar", False)
+        train_kwargs["callbacks"] = [*train_kwargs.get("callbacks", []), EpochLines()]
+    if not isinstance(adata, AnnData):
+        adata = ad.read_h5ad(adata)
+
+    scvi.settings.seed = random_state
     ZConf.setup_anndata(
         adata,
-        layer=args.layer,
-        treatment_key=args.treatment_key,
-        control_level=args.control_level,
-        categorical_covariate_keys=args.categorical_covariate_keys,
-        continuous_covariate_keys=args.continuous_covariate_keys,
-        size_factor_key=args.size_factor_key,
+        layer=layer,
+        treatment_key=treatment_key,
+        control_level=control_level,
+        categorical_covariate_keys=categorical_covariate_keys,
+        continuous_covariate_keys=continuous_covariate_keys,
+        size_factor_key=size_factor_key,
     )
-    model = ZConf(adata, n_latent=args.n_latent, n_hidden=args.n_hidden)
+    model = ZConf(adata, **model_kwargs)
     start = time.perf_counter()
-    model.train(max_epochs=args.max_epochs, batch_size=args.batch_size, accelerator=args.accelerator)
+    model.train(**train_kwargs)
     seconds = time.perf_counter() - start
     model.annotate_adata(adata)
     summary = {**_summary(model, adata), "train_seconds": seconds}
-    effects = None
+    table = None
     if effects_out is not None:
-        z = model.get_cross_fitted_latent(n_folds=args.cross_fit) if args.cross_fit else "soft"
-        effects = model.treatment_effects(z=z)
-        summary["effects"] = _effects_summary(model, adata, effects, z)
-    h5ad_out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=h5ad_out.parent) as tmpdir:
+        if cross_fit:
+            print(f"Cross-fitting Z-hat over {cross_fit} folds ({cross_fit} more trainings).", flush=True)
+        z = model.get_cross_fitted_latent(n_folds=cross_fit) if cross_fit else "soft"
+        table = model.treatment_effects(z=z, **effects_kwargs)
+        summary["effects"] = _effects_summary(model, adata, table, z, effects_kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmpdir:
         tmp = Path(tmpdir)
-        outputs = [(tmp / "out.h5ad", h5ad_out)]
+        outputs = [(tmp / "out.h5ad", out)]
         adata.write_h5ad(outputs[0][0])
-        if effects is not None:
-            effects.to_csv(tmp / "effects.csv")
+        if table is not None:
+            table.to_csv(tmp / "effects.csv")
             outputs.append((tmp / "effects.csv", effects_out))
-        if plots_dir is not None:
-            _write_plots(model, adata, args.treatment_key, tmp / "plots")
-            (tmp / "plots" / "summary.json").write_text(json.dumps(summary, indent=2))
-            outputs.append((tmp / "plots", plots_dir))
+        if plots is not None:
+            _write_plots(model, adata, treatment_key, tmp / "plots")
+            outputs.append((tmp / "plots", plots))
+        if summary_out is not None:
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+            outputs.append((tmp / "summary.json", summary_out))
         if model_dir is not None:
             model.save(str(tmp / "model"), overwrite=True)
             outputs.append((tmp / "model", model_dir))
@@ -190,6 +322,14 @@ def _print_summary(summary: dict) -> None:
         print(line + ".")
 
 
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    return {"n_latent": args.n_latent, "n_hidden": args.n_hidden}
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict:
+    return {"max_epochs": args.max_epochs, "batch_size": args.batch_size, "accelerator": args.accelerator}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate the confounded preset, fit with defaults and write the outputs (`make demo`)."""
     from .data import simulate
@@ -198,15 +338,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _prepare_output(out_dir, args.force)
     adata = simulate("confounded", random_state=args.random_state)
     print(f"Simulated the 'confounded' preset: {adata.n_obs} cells x {adata.n_vars} genes.")
-    args.layer, args.treatment_key, args.control_level = "counts", "treatment", None
-    args.categorical_covariate_keys, args.size_factor_key = None, None
-    args.continuous_covariate_keys = [c for c in adata.obs if c.startswith("x")]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(args.save_model) if args.save_model else None
-    summary = _fit_and_write(
-        adata, args, out_dir / "demo.h5ad", out_dir / "plots", model_dir, effects_out=out_dir / "effects.csv"
+    summary = fit_and_write(
+        adata,
+        out=out_dir / "demo.h5ad",
+        treatment_key="treatment",
+        layer="counts",
+        continuous_covariate_keys=[c for c in adata.obs if c.startswith("x")],
+        plots=out_dir / "plots",
+        summary_out=out_dir / "summary.json",
+        save_model=args.save_model,
+        effects=out_dir / "effects.csv",
+        cross_fit=args.cross_fit,
+        random_state=args.random_state,
+        force=args.force,
+        model_kwargs=_model_kwargs(args),
+        train_kwargs=_train_kwargs(args),
     )
-    _publish(out_dir / "plots" / "summary.json", out_dir / "summary.json")
     _print_summary(summary)
     print(f"Outputs in {out_dir}/: demo.h5ad, effects.csv, summary.json, plots/*.png")
     return 0
@@ -214,35 +361,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit ZConf to an .h5ad and write the annotated AnnData."""
-    import anndata as ad
-
-    path, out = Path(args.data), Path(args.out)
-    if not path.exists():
-        msg = f"Input file {path} does not exist."
-        raise UserError(msg)
-    _prepare_output(out, args.force)
-    out_dir = Path(args.plots) if args.plots else None
-    if out_dir is not None:
-        _prepare_output(out_dir, args.force)
-    if args.save_model:
-        _prepare_output(Path(args.save_model), args.force)
-    effects_out = Path(args.effects) if args.effects else None
-    if effects_out is not None:
-        _prepare_output(effects_out, args.force)
-    adata = ad.read_h5ad(path)
-    model_dir = Path(args.save_model) if args.save_model else None
-    summary = _fit_and_write(adata, args, out, out_dir, model_dir, effects_out=effects_out)
+    summary = fit_and_write(
+        args.data,
+        out=args.out,
+        treatment_key=args.treatment_key,
+        layer=args.layer,
+        control_level=args.control_level,
+        categorical_covariate_keys=args.categorical_covariate_keys,
+        continuous_covariate_keys=args.continuous_covariate_keys,
+        size_factor_key=args.size_factor_key,
+        plots=args.plots,
+        save_model=args.save_model,
+        effects=args.effects,
+        cross_fit=args.cross_fit,
+        random_state=args.random_state,
+        force=args.force,
+        model_kwargs=_model_kwargs(args),
+        train_kwargs=_train_kwargs(args),
+    )
     _print_summary(summary)
-    print(f"Wrote {out}.")
+    print(f"Wrote {args.out}.")
     return 0
 
 
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-latent", type=int, default=1, help="number of binary confounders")
-    parser.add_argument("--n-hidden", type=int, default=128, help="hidden units of the generator")
+    # defaults are None: a flag not given is not passed, so the Python API's defaults apply
+    parser.add_argument("--n-latent", type=int, default=None, help="number of binary confounders (default: 1)")
+    parser.add_argument("--n-hidden", type=int, default=None, help="hidden units of the generator (default: 128)")
     parser.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: heuristic)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="minibatch size (default: 128, or all cells when fewer)"
+    )
+    parser.add_argument("--accelerator", default=None, help="Lightning accelerator: auto (default), cpu, gpu")
     parser.add_argument("--random-state", type=int, default=0, help="scvi.settings.seed")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument(
