@@ -435,7 +435,7 @@ def zhat_by_group(
     if groupby not in adata.obs:
         msg = f"`groupby` column {groupby!r} not found in adata.obs (columns: {list(adata.obs.columns)})."
         raise KeyError(msg)
-    ylabel = key if key is not None else f"P(Z{latent}=1)"
+    key_given = key is not None
     key = OUTPUT_KEYS.LATENT_PROB_COLUMN.format(key=key_added, j=latent) if key is None else key
     values = _obs_or_obsm(adata, key, latent)
     groups = adata.obs[groupby].astype("category")
@@ -451,7 +451,7 @@ def zhat_by_group(
         ax_.scatter(i + jitter, values_in_group, s=3, alpha=0.25, color="k", linewidths=0)
     ax_.set_xticks(range(1, len(names) + 1), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
     ax_.set_xlabel(groupby)
-    ax_.set_ylabel(ylabel)
+    ax_.set_ylabel(key if key_given else f"P(Z=1): {key}")
     means = ", ".join(f"{n}: {np.mean(d):.2f}" for n, d in zip(names[:6], data[:6], strict=False) if len(d))
     ax_.set_title(f"{key} by {groupby} (means {means})", fontsize="medium")
     return finish(fig, ax_, name="zhat_by_group", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
