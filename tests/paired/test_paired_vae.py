@@ -8,8 +8,9 @@ import torch
 from scipy import sparse
 
 import zconf
+from zconf.model._paired import paired_max_epochs
 from zconf.module import PairedVAEModule, grad_reverse
-from zconf.train import AdversarialTrainingPlan
+from zconf.train import PairedAdversarialPlan, discriminator_gate
 
 FAST = {"max_epochs": 2, "batch_size": 64, "accelerator": "cpu", "enable_progress_bar": False}
 
@@ -41,7 +42,7 @@ def test_grl_rejects_negative_scale():
 def _plan_and_batch(adata, **plan_kwargs):
     scvi.settings.seed = 0
     module = PairedVAEModule(adata.n_vars, n_latent=4, n_hidden=16)
-    plan = AdversarialTrainingPlan(module, **plan_kwargs)
+    plan = PairedAdversarialPlan(module, **plan_kwargs)
     optimizers = plan.configure_optimizers()
     plan.optimizers = lambda: optimizers  # what Lightning hands training_step
     plan.manual_backward = lambda loss: loss.backward()
@@ -54,11 +55,11 @@ def _plan_and_batch(adata, **plan_kwargs):
 
 
 def _snapshot(module):
-    return {role: [p.detach().clone() for p in params] for role, params in module.role_parameters().items()}
+    return {role: [p.detach().clone() for p in params] for role, params in module.subnet_parameters().items()}
 
 
 def _changed(before, module):
-    after = module.role_parameters()
+    after = module.subnet_parameters()
     return {role: any(not torch.equal(a, b) for a, b in zip(before[role], after[role], strict=True)) for role in before}
 
 
@@ -100,6 +101,76 @@ def test_grl_step_updates_both_and_reverses_the_encoder_gradient(paired):
         grads.append(torch.autograd.grad(loss, first)[0])
     g_reversed, g_plain = grads
     torch.testing.assert_close(g_reversed, -0.7 * g_plain)
+
+
+def test_set_phase_freezes_what_the_phase_does_not_train(paired):
+    module = PairedVAEModule(paired.n_vars, n_latent=3, n_hidden=8)
+    expected = {
+        "discriminator": {"vae": False, "discriminator": True},
+        "encoder": {"vae": True, "discriminator": False},
+    }
+    for phase, trainable in {**expected, "grl": {"vae": True, "discriminator": True}, None: None}.items():
+        module.set_phase(phase)
+        for name, params in module.subnet_parameters().items():
+            assert all(p.requires_grad == (trainable is None or trainable[name]) for p in params)
+    with pytest.raises(ValueError, match="phase"):
+        module.set_phase("vae")
+
+
+def test_discriminator_gate_holds_the_discriminator_near_chance():
+    assert [discriminator_gate(a, 0.6) for a in (0.3, 0.5, 0.55, 0.6, 0.95)] == pytest.approx([0, 0, 0.5, 1, 1])
+    assert discriminator_gate(0.2, None) == 1.0
+
+
+def test_gate_closes_the_adversarial_term_when_the_discriminator_is_beaten(paired):
+    """At chance the encoders get no adversarial gradient (GRL scale 0) and the gate is logged."""
+    plan, module, batch = _plan_and_batch(paired, adversarial="grl", cycle_weight=0.0)
+    plan._accuracy_ema = 0.45
+    assert plan.current_gate == 0.0
+    plan.training_step(batch, 0)
+    assert float(plan._epoch_sums["adversarial_weight"][0]) == 0.0
+    assert plan._accuracy_ema != 0.45  # the moving average follows the minibatch accuracy
+    with pytest.raises(ValueError, match="discriminator_target"):
+        PairedAdversarialPlan(module, discriminator_target=0.5)
+
+
+def test_confusion_objective_is_smallest_at_chance(paired):
+    """An E-step with the confusion objective pulls the discriminator's logits towards 0, not past it."""
+    plan, module, batch = _plan_and_batch(paired, adversarial="alternate", adversarial_weight=50.0)
+    torch.nn.init.zeros_(module.discriminator[-1].weight)
+    torch.nn.init.constant_(module.discriminator[-1].bias, 0.0)
+    plan.training_step(batch, 0)  # D-step
+    module.eval()
+    with torch.no_grad():
+        logits_before = module.discriminator(module.inference(batch["X"], batch["dataset"])["qz_m"]).abs().mean()
+    module.train()
+    for step in range(1, 8, 2):  # E-steps only
+        plan._n_steps = step
+        plan.training_step(batch, step)
+    module.eval()
+    with torch.no_grad():
+        logits_after = module.discriminator(module.inference(batch["X"], batch["dataset"])["qz_m"]).abs().mean()
+    assert logits_after <= logits_before + 1e-3
+
+
+def test_cycle_loss_is_finite_and_logged(paired):
+    module = PairedVAEModule(paired.n_vars, n_latent=3, n_hidden=8)
+    module.eval()  # no dropout
+    counts = torch.as_tensor(paired.layers["counts"].toarray(), dtype=torch.float32)
+    codes = torch.as_tensor((paired.obs["dataset"] == "stim").to_numpy(), dtype=torch.float32)[:, None]
+    outputs = module.inference(counts, codes)
+    loss = module.cycle_loss(outputs)
+    assert torch.isfinite(loss) and loss.item() >= 0
+    plan, _, batch = _plan_and_batch(paired, adversarial="grl", cycle_weight=1.0)
+    plan.training_step(batch, 0)
+    assert "cycle_loss" in plan._epoch_sums
+
+
+def test_default_epochs_follow_minibatch_steps():
+    assert paired_max_epochs(1556) == 200
+    assert paired_max_epochs(9517) == 35
+    assert paired_max_epochs(10**6) == 20
+    assert paired_max_epochs(9517, batch_size=256) == 68
 
 
 def test_discriminator_loss_is_class_balanced(paired):

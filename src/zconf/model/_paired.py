@@ -11,18 +11,48 @@ import torch
 from anndata import AnnData
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model._utils import get_max_epochs_heuristic
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 
 from zconf._constants import PAIRED_KEYS, PAIRED_LATENT_KEY
 from zconf.module import PairedVAEModule
-from zconf.train import AdversarialTrainingPlan
+from zconf.train import PairedAdversarialPlan
 
 from . import _validation
 from ._base import ZconfModelMixin
 
 logger = logging.getLogger(__name__)
+
+#: minibatch steps the default number of epochs aims at (see :func:`paired_max_epochs`)
+DEFAULT_TRAIN_STEPS = 2600
+#: latent cycle-consistency weight per strategy when ``train(cycle_weight=None)``
+DEFAULT_CYCLE_WEIGHT = {"grl": 1.0, "alternate": 0.0}
+
+
+def paired_max_epochs(n_obs: int, batch_size: int = 128, steps: int = DEFAULT_TRAIN_STEPS) -> int:
+    """Epochs that give about ``steps`` minibatch steps, between 20 and 200.
+
+    The adversarial game advances by optimizer steps, not epochs: with a fixed epoch count a large data set
+    takes many more steps, and the encoders keep aligning (and removing structure) long after the
+    discriminator is beaten. Measured on Kang stim/ctrl: 200 epochs of 1,556 cells (2,600 steps) kept the
+    cell types, 400 epochs removed some.
+
+    Parameters
+    ----------
+    n_obs
+        Cells.
+    batch_size
+        Minibatch size.
+    steps
+        Target number of minibatch steps.
+
+    Examples
+    --------
+    >>> paired_max_epochs(1556), paired_max_epochs(9517), paired_max_epochs(200_000)
+    (200, 35, 20)
+    """
+    steps_per_epoch = max(1, -(-n_obs // batch_size))
+    return int(min(200, max(20, round(steps / steps_per_epoch))))
 
 
 def _dataset_levels(adata: AnnData, dataset_key: str | None) -> list:
@@ -49,7 +79,7 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     mean, per-gene dispersion). A discriminator predicts the dataset from the posterior means; the VAEs
     minimise the negative ELBO and maximise the discriminator's loss, either through a gradient-reversal
     layer (``train(adversarial="grl")``) or by freezing and alternating (``train(adversarial="alternate")``),
-    through :class:`~zconf.train.AdversarialTrainingPlan`.
+    through :class:`~zconf.train.PairedAdversarialPlan`.
 
     Parameters
     ----------
@@ -78,12 +108,12 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     (200, 4)
     """
 
-    _training_plan_cls = AdversarialTrainingPlan
+    _training_plan_cls = PairedAdversarialPlan
 
     def __init__(
         self,
         adata: AnnData | None = None,
-        n_latent: int = 10,
+        n_latent: int = 20,
         n_hidden: int = 256,
         n_layers: int = 1,
         dropout_rate: float = 0.1,
@@ -149,6 +179,8 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         d_steps: int = 1,
         e_steps: int = 1,
         warmup_epochs: int | None = None,
+        discriminator_target: float | None = 0.6,
+        cycle_weight: float | None = None,
         batch_size: int = 128,
         plan_kwargs: dict | None = None,
         **kwargs,
@@ -158,7 +190,8 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Epochs; ``None`` uses scvi-tools' heuristic (``min(400, 400 × 20,000 / n_obs)``).
+            Epochs; ``None``: about 2,600 minibatch steps, between 20 and 200 epochs
+            (:func:`paired_max_epochs`).
         adversarial
             ``"grl"`` (gradient reversal, one backward per step) or ``"alternate"`` (D-steps with the
             encoders frozen, then E-steps with the discriminator frozen and its cross-entropy negated).
@@ -170,19 +203,30 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Minibatch steps per D-phase and per E-phase (``"alternate"``).
         warmup_epochs
             Epochs of the linear ramp of the adversarial weight from 0; ``None``: a quarter of ``max_epochs``.
+        discriminator_target
+            Balanced accuracy of the discriminator (moving average over minibatches) from which the full
+            adversarial weight applies; below it the weight falls linearly to 0 at chance, so the encoders
+            never push the latent space past chance into a reversed separation. ``None``: no gate.
+        cycle_weight
+            Weight of the latent cycle-consistency loss (translate a cell into the other dataset and back);
+            ``None``: 1.0 with ``"grl"``, 0 with ``"alternate"``.
         batch_size
             Minibatch size.
         plan_kwargs
-            Further keywords of :class:`~zconf.train.AdversarialTrainingPlan` (learning rates, ``kl_weight``).
+            Further keywords of :class:`~zconf.train.PairedAdversarialPlan` (learning rates, ``kl_weight``).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning ``Trainer``.
         """
         if max_epochs is None:
-            max_epochs = get_max_epochs_heuristic(self.adata.n_obs)
+            max_epochs = paired_max_epochs(self.adata.n_obs, batch_size)
         if warmup_epochs is None:
             warmup_epochs = max_epochs // 4
+        if cycle_weight is None:
+            cycle_weight = DEFAULT_CYCLE_WEIGHT.get(adversarial, 0.0)
         plan = {
             "adversarial": adversarial,
+            "discriminator_target": discriminator_target,
+            "cycle_weight": cycle_weight,
             "adversarial_weight": adversarial_weight,
             "grl_lambda": grl_lambda,
             "d_steps": d_steps,

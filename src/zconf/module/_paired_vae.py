@@ -14,8 +14,14 @@ from zconf._constants import PAIRED_KEYS
 
 from ._losses import LOG_THETA_CLAMP
 
-#: the two roles the adversarial plan gives an optimizer each
-PAIRED_ROLES: tuple[str, ...] = ("vae", "discriminator")
+#: the two sub-networks the adversarial plan gives an optimizer each
+PAIRED_SUBNETS: tuple[str, ...] = ("vae", "discriminator")
+#: the sub-networks each phase of the adversarial plan trains (``None``: all of them)
+PAIRED_PHASE_SUBNETS: dict[str, tuple[str, ...]] = {
+    "grl": PAIRED_SUBNETS,
+    "discriminator": ("discriminator",),
+    "encoder": ("vae",),
+}
 
 
 class PairedVAEModule(BaseModuleClass):
@@ -84,16 +90,27 @@ class PairedVAEModule(BaseModuleClass):
             nn.Linear(n_latent, n_hidden_discriminator), nn.ReLU(), nn.Linear(n_hidden_discriminator, 1)
         )
 
-    def role_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters of each role: ``"vae"`` (encoders, decoders, dispersions) and ``"discriminator"``."""
+    def subnet_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of each sub-network (``PAIRED_SUBNETS``): ``"vae"`` and ``"discriminator"``.
+
+        ``"vae"`` holds both encoders, both decoders and the dispersions.
+        """
         vae = [*self.encoders.parameters(), *self.decoders.parameters(), self.log_theta]
         return {"vae": vae, "discriminator": list(self.discriminator.parameters())}
 
-    def set_trainable(self, roles: tuple[str, ...] | None) -> None:
-        """Freeze every role not in ``roles`` (``requires_grad=False``); ``None`` unfreezes all."""
-        for role, params in self.role_parameters().items():
+    def set_phase(self, phase: str | None) -> None:
+        """Freeze every sub-network the phase does not train; ``None`` unfreezes all.
+
+        ``"discriminator"`` trains only the discriminator, ``"encoder"`` only the VAEs, ``"grl"`` both
+        (``PAIRED_PHASE_SUBNETS``), as :meth:`zconf.module.ZConfModule.set_phase` does for ZConf.
+        """
+        if phase is not None and phase not in PAIRED_PHASE_SUBNETS:
+            msg = f"Unknown phase {phase!r}; expected one of {list(PAIRED_PHASE_SUBNETS)} or None."
+            raise ValueError(msg)
+        active = PAIRED_SUBNETS if phase is None else PAIRED_PHASE_SUBNETS[phase]
+        for name, params in self.subnet_parameters().items():
             for param in params:
-                param.requires_grad_(roles is None or role in roles)
+                param.requires_grad_(name in active)
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"x": tensors[PAIRED_KEYS.X_KEY], "dataset": tensors[PAIRED_KEYS.DATASET_KEY]}
@@ -136,6 +153,26 @@ class PairedVAEModule(BaseModuleClass):
                 rate = rate.index_put((rows,), px_rate)
         theta = torch.exp(self.log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP))[dataset]
         return {"px_rate": rate, "px_theta": theta}
+
+    def cycle_loss(self, inference_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Latent cycle consistency: translate each cell into the other dataset and back, per-cell mean.
+
+        A cell of dataset *k* with posterior mean μ is decoded by the *other* decoder (at its own library size),
+        and the expected counts are encoded by the other encoder into μ'. The loss is ``‖μ' − μ‖²`` summed over
+        latent dimensions: it ties what a latent position means in one dataset to what it means in the other,
+        which the discriminator (matching only the two marginals) does not (sysVI, Hrovatin et al. 2024).
+        """
+        qz_m, library = inference_outputs["qz_m"], inference_outputs["library"]
+        dataset = inference_outputs["dataset"]
+        cycled = torch.zeros_like(qz_m)
+        for k in range(2):
+            rows = dataset == k
+            if rows.any():
+                other = 1 - k
+                _, _, rate, _ = self.decoders[other]("gene", qz_m[rows], library[rows])
+                mean, _, _ = self.encoders[other](torch.log1p(rate))
+                cycled = cycled.index_put((rows,), mean)
+        return ((cycled - qz_m) ** 2).sum(-1).mean()
 
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
         """Negative ELBO per cell: NB reconstruction summed over genes plus KL(q(z | x) ‖ N(0, I))."""
