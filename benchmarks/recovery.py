@@ -19,6 +19,7 @@ import numpy as np
 
 import zconf
 from benchmarks._common import covariate_keys, effect_rmse, fit_and_score, quiet, score, summarise, write
+from zconf.glm import design_matrix
 
 SIZES = {"seed": (1000, 100), "confounded": (2000, 200)}
 
@@ -26,7 +27,7 @@ SIZES = {"seed": (1000, 100), "confounded": (2000, 200)}
 def residual_pca(adata) -> np.ndarray:
     """RUV-style baseline: first principal component of the OLS residuals of log1p(Y) on [1, X, D]."""
     x = adata.obs[covariate_keys(adata)].to_numpy(dtype=float)
-    design = np.column_stack([np.ones(adata.n_obs), x, adata.obs["treatment"].to_numpy(dtype=float)])
+    design = design_matrix(x, adata.obs["treatment"].to_numpy(dtype=float)).matrix
     logy = np.log1p(np.asarray(adata.layers["counts"], dtype=float))
     coef, *_ = np.linalg.lstsq(design, logy, rcond=None)
     resid = logy - design @ coef
@@ -68,7 +69,7 @@ def causarray_fit(adata) -> tuple[np.ndarray, np.ndarray]:
     import causarray
 
     counts = np.asarray(adata.layers["counts"], dtype=float)
-    covariates = np.column_stack([np.ones(adata.n_obs), adata.obs[covariate_keys(adata)].to_numpy(dtype=float)])
+    covariates = design_matrix(adata.obs[covariate_keys(adata)].to_numpy(dtype=float)).matrix
     treatment = adata.obs["treatment"].to_numpy(dtype=float)[:, None]
     _, stage_2 = causarray.fit_gcate(counts, covariates, treatment, r=1, offset=False, verbose=False)
     latent = stage_2["X_U"][:, covariates.shape[1] + 1 :]

@@ -34,7 +34,7 @@ from scipy import sparse, stats
 
 from benchmarks import _common
 from benchmarks._common import quiet
-from zconf.analysis._pseudobulk import _benjamini_hochberg as benjamini_hochberg
+from zconf.analysis import benjamini_hochberg
 from zconf.analysis._pseudobulk import pseudobulk_effects
 from zconf.glm import RegressionData, design_matrix, fit_nb_glm
 

@@ -9,7 +9,7 @@ for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
     logging.getLogger(name).setLevel(logging.ERROR)
 
 COVARIATES = ["x0", "x1", "x2", "x3"]
-FAST_TRAIN = {"max_epochs": 2, "batch_size": 64, "accelerator": "cpu", "enable_progress_bar": False}
+FAST_TRAIN = {"max_epochs": 2, "batch_size": 64, "n_init": 1, "accelerator": "cpu", "enable_progress_bar": False}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def setup(adata, **kwargs):
 def trained(adata_session):
     scvi.settings.seed = 0
     adata = setup(adata_session.copy())
-    model = zconf.ZConf(adata, n_hidden=16)
+    model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
     model.train(**FAST_TRAIN)
     return model, adata
 
@@ -49,7 +49,7 @@ def fitted_seed_preset():
     """A default model trained to convergence on a small 'seed' preset (accuracy checks)."""
     scvi.settings.seed = 0
     adata = setup(zconf.data.simulate("seed", n_obs=600, n_vars=60, random_state=1))
-    model = zconf.ZConf(adata)
+    model = zconf.ZConf(adata, n_latent=1)
     model.train(max_epochs=60, accelerator="cpu", enable_progress_bar=False)
     return model, adata
 
@@ -59,6 +59,6 @@ def fitted_confounded():
     """A default model trained on a small 'confounded' preset (effects and sensitivity checks)."""
     scvi.settings.seed = 0
     adata = setup(zconf.data.simulate("confounded", n_obs=800, n_vars=60, random_state=2))
-    model = zconf.ZConf(adata)
+    model = zconf.ZConf(adata, n_latent=1)
     model.train(max_epochs=60, accelerator="cpu", enable_progress_bar=False)
     return model, adata

@@ -75,12 +75,12 @@ def test_speed_smoke(tmp_path):
 def test_paired_vae_smoke(tmp_path):
     from benchmarks import paired_vae
 
-    paired_vae.main(["--smoke", "--seeds", "0", "--n-latent", "4"])
+    paired_vae.main(["--smoke", "--seeds", "0"])
     rows = json.loads((tmp_path / "paired_vae_smoke_runs.json").read_text())
-    assert {r["method"] for r in rows} == {
+    assert {r["method"] for r in rows} >= {
         "PCA (10 components)",
-        "PairedVAE (grl, n_latent=4)",
-        "PairedVAE (alternate, n_latent=4)",
+        "PairedVAE (grl)",
+        "PairedVAE (alternate)",
         "SCVI (batch_key=condition)",
     }
     assert all(0 <= r["mixing_balanced_accuracy"] <= 1 for r in rows)

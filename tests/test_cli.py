@@ -30,6 +30,8 @@ def test_simulate_then_fit(tmp_path, capsys):
             str(out),
             "--plots",
             str(plots),
+            "--n-latent",
+            "1",
             "--max-epochs",
             "2",
             "--batch-size",
@@ -61,7 +63,8 @@ def test_simulate_then_fit(tmp_path, capsys):
 
 def test_demo_writes_outputs(tmp_path):
     out = tmp_path / "demo"
-    args = build_parser().parse_args(["demo", "--out", str(out), "--max-epochs", "2", "--accelerator", "cpu"])
+    argv = ["demo", "--out", str(out), "--max-epochs", "2", "--accelerator", "cpu", "--n-latent", "1"]
+    args = build_parser().parse_args(argv)
     given = dict(vars(args))
     assert args.func(args) == 0
     assert vars(args) == given  # the command reads its arguments, it does not rewrite them
@@ -96,7 +99,7 @@ def test_fit_small_data_with_default_batch_size(tmp_path, capsys):
     assert main(["simulate", "--preset", "seed", "--n-obs", "60", "--n-vars", "10", "--out", str(sim)]) == 0
     out = tmp_path / "fitted.h5ad"
     argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(out)]
-    assert main([*argv, "--max-epochs", "20", "--accelerator", "cpu"]) == 0
+    assert main([*argv, "--max-epochs", "20", "--accelerator", "cpu", "--n-latent", "1", "--n-init", "1"]) == 0
     assert ad.read_h5ad(out).obsm["X_zconf"].shape == (60, 1)
     captured = capsys.readouterr()
     # stdout is not a terminal here: one line per block of epochs, no progress bar
@@ -116,10 +119,23 @@ def test_fit_and_write_passes_keywords_through(tmp_path, capsys):
         summary_out=tmp_path / "summary.json",
         progress=False,
         model_kwargs={"n_latent": 2, "n_hidden": None},
-        train_kwargs={"max_epochs": 3, "batch_size": None, "accelerator": "cpu"},
+        train_kwargs={"max_epochs": 3, "batch_size": None, "accelerator": "cpu", "n_init": 1},
         effects_kwargs={},
     )
     assert summary["epochs"] == 3
     assert ad.read_h5ad(tmp_path / "out.h5ad").obsm["X_zconf"].shape == (80, 2)
     assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 3
     assert capsys.readouterr().out.count("epoch 3/3") == 1
+
+
+def test_fit_with_sample_key_writes_sample_aware_effects(tmp_path):
+    adata = zconf.data.simulate("confounded", n_obs=240, n_vars=20, random_state=1)
+    adata.obs["donor"] = [f"d{int(t)}{i % 4}" for i, t in enumerate(adata.obs["treatment"])]  # 4 donors per arm
+    sim = tmp_path / "sim.h5ad"
+    adata.write_h5ad(sim)
+    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    argv += ["--n-latent", "1", "--n-init", "1", "--max-epochs", "4", "--accelerator", "cpu"]
+    assert main([*argv, "--effects", str(tmp_path / "e.csv"), "--sample-key", "donor"]) == 0
+    table = pd.read_csv(tmp_path / "e.csv", index_col=0)
+    assert (table["n_samples_treated"] == 4).all() and (table["n_samples_control"] == 4).all()
+    assert (table["df"] > 0).all()

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from zconf.model._model import _is_distributed
+from zconf.model._training import is_distributed as _is_distributed
 
 SCRIPT = textwrap.dedent(
     """
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     zconf.ZConf.setup_anndata(
         adata, layer="counts", treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"]
     )
-    model = zconf.ZConf(adata, n_hidden=32)
+    model = zconf.ZConf(adata, n_hidden=32, n_latent=1)
     ddp = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_find_unused_parameters_true"}
     model.train(max_epochs=4, enable_progress_bar=False, **ddp)
     adata.obs["dataset"] = np.where(adata.obs["treatment"] == 1, "stim", "ctrl")
@@ -80,6 +80,6 @@ def test_n_init_refused_with_several_devices():
     from tests.conftest import setup
 
     adata = setup(zconf.data.simulate(n_obs=100, n_vars=10, random_state=0))
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with pytest.raises(ValueError, match="n_init"):
         model.train(max_epochs=1, n_init=2, devices=2, accelerator="cpu")

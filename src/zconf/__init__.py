@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-from . import data, metrics, pl, presets
+from . import analysis, data, metrics, pl, presets
 from .model import PairedVAE, ZConf
 
-__all__ = ["PairedVAE", "ZConf", "__version__", "data", "metrics", "pl", "presets"]
+__all__ = ["PairedVAE", "ZConf", "__version__", "analysis", "data", "metrics", "pl", "presets"]

@@ -16,6 +16,7 @@ from anndata import AnnData
 from lightning.pytorch import Callback
 
 from ._constants import HISTORY_KEYS
+from .data import PRESETS
 
 logger = logging.getLogger("zconf")
 
@@ -68,6 +69,8 @@ def _summary(model, adata) -> dict:
         "n_vars": int(adata.n_vars),
         "epochs": int(model.history[HISTORY_KEYS.TRAIN_LOSS].shape[0]),
     }
+    if z_hat.shape[1] == 0:  # no confounder chosen: nothing to score
+        return summary
     covariates, d = model.get_design()
     summary["treatment_auroc"] = metrics.treatment_auroc_from_arrays(covariates, d, z_hat)
     summary["z_hat_mean"] = z_hat.mean(axis=0).tolist()
@@ -92,10 +95,13 @@ def _write_plots(model, adata, treatment_key: str, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     pl.history(model, save=str(folder / "history.png"), show=False)
-    pl.zhat_by_group(adata, treatment_key, save=str(folder / "zhat_by_treatment.png"), show=False)
-    if "z_true" in adata.obsm:
+    if model.latent_selection_ is not None:
+        pl.latent_selection(model, save=str(folder / "latent_selection.png"), show=False)
+    if model.n_latent_ > 0:
+        pl.zhat_by_group(adata, treatment_key, save=str(folder / "zhat_by_treatment.png"), show=False)
+    if "z_true" in adata.obsm and model.n_latent_ > 0:
         pl.zhat_vs_true(adata, soft=True, save=str(folder / "zhat_vs_true.png"), show=False)
-    if "treatment_logit_true" in adata.obs:
+    if "treatment_logit_true" in adata.obs and model.n_latent_ > 0:
         pl.treatment_logits(adata, save=str(folder / "treatment_logits.png"), show=False)
     if "log_mean_true" in adata.layers:
         pl.gene_correlations(adata, save=str(folder / "gene_correlations.png"), show=False)
@@ -106,12 +112,16 @@ def _effects_summary(model, adata, effects, z, effects_kwargs: dict) -> dict:
     import numpy as np
 
     tested = effects["pvalue"].notna()
+    per_cell = effects_kwargs.get("sample_key") is None
     out = {
         "z": "soft" if isinstance(z, str) else "cross-fitted",
+        "replicates": "cells (per-cell p-values treat cells as independent; use --sample-key for samples)"
+        if per_cell
+        else f"samples ({effects_kwargs['sample_key']})",
         "n_genes_tested": int(tested.sum()),
         "n_padj_below_0.1": int((effects["padj"] < 0.1).sum()),
     }
-    if "treatment_effect_true" in adata.var:
+    if "treatment_effect_true" in adata.var and per_cell and effects_kwargs.get("groupby") is None:
         truth = adata.var["treatment_effect_true"].to_numpy()
         naive = model.treatment_effects(adjust=False, **effects_kwargs)
         out["rmse_adjusted"] = float(np.sqrt(np.nanmean((effects["lfc"].to_numpy() - truth) ** 2)))
@@ -274,7 +284,9 @@ def fit_and_write(
     model.train(**train_kwargs)
     seconds = time.perf_counter() - start
     model.annotate_adata(adata)
-    summary = {**_summary(model, adata), "train_seconds": seconds}
+    summary = {**_summary(model, adata), "train_seconds": seconds, "n_latent": int(model.n_latent_)}
+    if model.latent_selection_ is not None:
+        summary["latent_selection"] = model.latent_selection_.reset_index().to_dict(orient="records")
     table = None
     if effects_out is not None:
         if cross_fit:
@@ -282,6 +294,14 @@ def fit_and_write(
         z = model.get_cross_fitted_latent(n_folds=cross_fit) if cross_fit else "soft"
         table = model.treatment_effects(z=z, **effects_kwargs)
         summary["effects"] = _effects_summary(model, adata, table, z, effects_kwargs)
+    targets = {"out": out, "effects": effects_out, "plots": plots, "summary": summary_out, "model": model_dir}
+    _write_outputs(model, adata, table, summary, treatment_key, targets)
+    return summary
+
+
+def _write_outputs(model, adata, table, summary: dict, treatment_key: str, targets: dict) -> None:
+    """Write every asked-for output into a temporary folder, then move each into place (all or nothing)."""
+    out = targets["out"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmpdir:
         tmp = Path(tmpdir)
@@ -289,25 +309,34 @@ def fit_and_write(
         adata.write_h5ad(outputs[0][0])
         if table is not None:
             table.to_csv(tmp / "effects.csv")
-            outputs.append((tmp / "effects.csv", effects_out))
-        if plots is not None:
+            outputs.append((tmp / "effects.csv", targets["effects"]))
+        if targets["plots"] is not None:
             _write_plots(model, adata, treatment_key, tmp / "plots")
-            outputs.append((tmp / "plots", plots))
-        if summary_out is not None:
+            outputs.append((tmp / "plots", targets["plots"]))
+        if targets["summary"] is not None:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-            outputs.append((tmp / "summary.json", summary_out))
-        if model_dir is not None:
+            outputs.append((tmp / "summary.json", targets["summary"]))
+        if targets["model"] is not None:
             model.save(str(tmp / "model"), overwrite=True)
-            outputs.append((tmp / "model", model_dir))
+            outputs.append((tmp / "model", targets["model"]))
         for source, target in outputs:
             _publish(source, target)
-    return summary
 
 
 def _print_summary(summary: dict) -> None:
     print(f"Trained on {summary['n_obs']} cells x {summary['n_vars']} genes in {summary['train_seconds']:.1f} s.")
-    auc = summary["treatment_auroc"]
-    print(f"AUROC of D: {auc['auroc_x']:.3f} from X, {auc['auroc_x_zhat']:.3f} from [X, Z-hat].")
+    if "latent_selection" in summary:
+        print("Held-out log-likelihood per cell of each candidate number of confounders:")
+        for row in summary["latent_selection"]:
+            mark = "  <- chosen" if row["chosen"] else ""
+            print(
+                f"  n_latent={row['n_latent']}: {row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f}){mark}"
+            )
+    if summary["n_latent"] == 0:
+        print("No confounder supported by the data (n_latent=0): the effects are unadjusted.")
+    if summary["n_latent"] > 0:
+        auc = summary["treatment_auroc"]
+        print(f"AUROC of D: {auc['auroc_x']:.3f} from X, {auc['auroc_x_zhat']:.3f} from [X, Z-hat].")
     if "recovery" in summary:
         rec, leak = summary["recovery"], summary["leakage"]
         print(
@@ -317,17 +346,38 @@ def _print_summary(summary: dict) -> None:
     if "effects" in summary:
         eff = summary["effects"]
         line = f"Treatment effects: {eff['n_padj_below_0.1']} of {eff['n_genes_tested']} genes at padj < 0.1"
+        line += f" (replicates: {eff['replicates']})"
         if "rmse_adjusted" in eff:
             line += f"; RMSE against the true effects {eff['rmse_adjusted']:.3f} (naive {eff['rmse_naive']:.3f})"
         print(line + ".")
 
 
+def _n_latent(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        msg = f"--n-latent must be 'auto' or an integer >= 0, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {"n_latent": args.n_latent, "n_hidden": args.n_hidden}
+    return {"n_latent": args.n_latent, "max_latent": args.max_latent, "n_hidden": args.n_hidden}
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
-    return {"max_epochs": args.max_epochs, "batch_size": args.batch_size, "accelerator": args.accelerator}
+    return {
+        "max_epochs": args.max_epochs,
+        "n_init": args.n_init,
+        "batch_size": args.batch_size,
+        "accelerator": args.accelerator,
+        "random_state": args.random_state,
+    }
+
+
+def _effects_kwargs(args: argparse.Namespace) -> dict:
+    return {"sample_key": getattr(args, "sample_key", None), "groupby": getattr(args, "groupby", None)}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -378,6 +428,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         force=args.force,
         model_kwargs=_model_kwargs(args),
         train_kwargs=_train_kwargs(args),
+        effects_kwargs=_effects_kwargs(args),
     )
     _print_summary(summary)
     print(f"Wrote {args.out}.")
@@ -386,14 +437,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     # defaults are None: a flag not given is not passed, so the Python API's defaults apply
-    parser.add_argument("--n-latent", type=int, default=None, help="number of binary confounders (default: 1)")
+    parser.add_argument(
+        "--n-latent",
+        type=_n_latent,
+        default=None,
+        help="number of binary confounders, or 'auto' (default: chosen by held-out likelihood, 0 allowed)",
+    )
+    parser.add_argument("--max-latent", type=int, default=None, help="largest candidate of --n-latent auto (4)")
     parser.add_argument("--n-hidden", type=int, default=None, help="hidden units of the generator (default: 128)")
     parser.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: heuristic)")
+    parser.add_argument("--n-init", type=int, default=None, help="initialisations screened per fit (default: 3)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="minibatch size (default: 128, or all cells when fewer)"
     )
     parser.add_argument("--accelerator", default=None, help="Lightning accelerator: auto (default), cpu, gpu")
-    parser.add_argument("--random-state", type=int, default=0, help="scvi.settings.seed")
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of the fit (default 0: the same run gives the same result)"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument(
         "--cross-fit",
@@ -411,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a simulated AnnData")
-    sim.add_argument("--preset", default="confounded", choices=["seed", "confounded"])
+    sim.add_argument("--preset", default="confounded", choices=sorted(PRESETS))
     sim.add_argument("--n-obs", type=int, default=None)
     sim.add_argument("--n-vars", type=int, default=None)
     sim.add_argument("--random-state", type=int, default=0)
@@ -431,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--plots", default=None, help="folder for summary.json and diagnostic PNGs")
     fit.add_argument("--save-model", default=None, help="folder to save the trained model")
     fit.add_argument("--effects", default=None, help="CSV of per-gene treatment effects adjusted for Z-hat")
+    fit.add_argument(
+        "--sample-key",
+        default=None,
+        help="obs column of the replicate unit (donor, well): sample-aware pseudobulk effects with a QL F-test; "
+        "without it, effects treat cells as independent replicates",
+    )
+    fit.add_argument("--groupby", default=None, help="with --sample-key: one effects table per level (cell type)")
     _add_training_flags(fit)
     fit.set_defaults(func=cmd_fit)
 

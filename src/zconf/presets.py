@@ -7,9 +7,10 @@ from copy import deepcopy
 #: The user's notebook as written: no intercepts, the known dispersion (``adata.var["dispersion_true"]``,
 #: written by :func:`zconf.data.simulate`), raw counts into the generator, the hard straight-through loss
 #: without a prior, minibatches of 32, Adam at 1e-3 for all three sub-networks, and 10 outer iterations of
-#: one epoch each (5 predictor and 5 generator phases), and no restarts.
+#: one epoch each (5 predictor and 5 generator phases), one initialisation and no restarts.
 NOTEBOOK: dict[str, dict] = {
     "model": {
+        "n_latent": 1,
         "relaxation": "straight_through",
         "intercept": False,
         "dispersion_key": "dispersion_true",
@@ -18,6 +19,7 @@ NOTEBOOK: dict[str, dict] = {
     "train": {
         "max_epochs": 10,
         "batch_size": 32,
+        "n_init": 1,
         "max_restarts": 0,
         "plan_kwargs": {"lr": 1e-3, "lr_heads": 1e-3, "predictor_epochs": 1, "generator_epochs": 1},
     },

@@ -24,7 +24,7 @@ def test_backed_anndata_trains_and_embeds(backed, monkeypatch):
     monkeypatch.setattr(_validation, "BACKED_BLOCK", 64)  # several blocks on this small file
     assert backed.isbacked
     zconf.ZConf.setup_anndata(backed, treatment_key="treatment", continuous_covariate_keys=COVARIATES)
-    model = zconf.ZConf(backed, n_hidden=16)
+    model = zconf.ZConf(backed, n_hidden=16, n_latent=1)
     model.train(**FAST_TRAIN)
     z = model.get_latent_representation(soft=True)
     assert z.shape == (300, 1) and np.isfinite(z).all()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import zconf
 from tests.conftest import COVARIATES, FAST_TRAIN, setup
-from zconf.model._effects import benjamini_hochberg
+from zconf.analysis import benjamini_hochberg
 
 
 def test_effects_table_columns_and_flags(trained):
@@ -48,7 +48,7 @@ def test_sparse_genes_flagged(adata):
     counts[:2, 0] = 1
     adata.layers["counts"] = counts
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     model.train(**FAST_TRAIN)
     table = model.treatment_effects(min_cells=3)
     assert table["too_sparse"].iloc[0]
@@ -127,7 +127,7 @@ def test_sparse_counts_give_the_same_effects_and_sensitivity(adata):
     csr.layers["counts"] = sparse.csr_matrix(csr.layers["counts"])
     setup(csr)
     scvi.settings.seed = 0
-    model = zconf.ZConf(csr, n_hidden=16)
+    model = zconf.ZConf(csr, n_hidden=16, n_latent=1)
     model.train(**FAST_TRAIN)
     sparse_table = model.treatment_effects()
     dense_table = model.treatment_effects(dense)
@@ -145,7 +145,7 @@ def test_gene_silent_in_control_is_tested_by_lrt(adata):
     counts[np.flatnonzero(~treated)[:2], 1] = 1  # nearly silent in control: an ordinary, testable gene
     adata.layers["counts"] = counts
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     model.train(**FAST_TRAIN)
     table = model.treatment_effects()
     assert table["separated"].iloc[0]

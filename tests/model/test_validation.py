@@ -73,7 +73,7 @@ def test_covariate_errors(adata):
 
 def test_batch_size_larger_than_data(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with pytest.raises(ValueError, match="batch_size=500 exceeds"):
         model.train(max_epochs=1, batch_size=500)
 
@@ -84,7 +84,9 @@ def test_batch_size_larger_than_data(adata):
         ({"relaxation": "soft"}, "relaxation"),
         ({"y_transform": "sqrt"}, "y_transform"),
         ({"generator_inputs": ("treatment",)}, "counts"),
-        ({"n_latent": 0}, "n_latent"),
+        ({"n_latent": -1}, "n_latent"),
+        ({"n_latent": "two"}, "n_latent"),
+        ({"max_latent": -1}, "max_latent"),
         ({"dispersion_key": "nope"}, "not found in adata.var"),
     ],
 )
@@ -114,7 +116,7 @@ def test_all_zero_gene_warns(adata):
 def test_categorical_treatment_first_category_is_control(adata):
     adata.obs["cond"] = pd.Categorical(np.where(adata.obs["treatment"] == 1, "b", "a"), categories=["b", "a"])
     setup(adata, treatment_key="cond")
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     _, d = model.get_design()
     np.testing.assert_array_equal(d, (adata.obs["cond"] == "a").to_numpy().astype(float))
 
@@ -126,7 +128,7 @@ def test_all_zero_cells_are_kept_and_train(adata):
     counts[:3] = 0
     adata.layers["counts"] = counts
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     model.train(**FAST_TRAIN)
     assert np.isfinite(model.get_latent_representation(soft=True)).all()
 
@@ -138,6 +140,6 @@ def test_extreme_counts_train_without_overflow(adata):
     counts[0, :5] = 1e6
     adata.layers["counts"] = counts
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     model.train(**FAST_TRAIN)
     assert np.isfinite(model.get_predictions()["log_mean"]).all()

@@ -137,7 +137,7 @@ def test_history_untrained_model_errors(adata):
     from tests.conftest import setup
 
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with pytest.raises(RuntimeError, match="train"):
         zconf.pl.history(model, show=False)
 

@@ -39,7 +39,7 @@ def test_convergence_phases_switch_on_stall_and_cap():
 )
 def test_every_option_trains(adata, model_kwargs, plan_kwargs):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8, **model_kwargs)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1, **model_kwargs)
     model.train(**{**FAST_TRAIN, "max_epochs": 4}, plan_kwargs=plan_kwargs)
     z = model.get_latent_representation()
     assert z.shape == (adata.n_obs, 1)
@@ -51,7 +51,7 @@ def test_every_option_trains(adata, model_kwargs, plan_kwargs):
 
 def test_joint_schedule_updates_all_subnetworks(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
     model.train(**{**FAST_TRAIN, "max_epochs": 1}, plan_kwargs={"schedule": "joint"})
     after = model.module.state_dict()
@@ -73,7 +73,7 @@ def test_joint_schedule_updates_all_subnetworks(adata):
 )
 def test_bad_option_values(adata, plan_kwargs, match):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with pytest.raises(ValueError, match=match):
         ZConfTrainingPlan(model.module, **plan_kwargs)
 
@@ -82,7 +82,7 @@ def _dbpr_total(preset: str, n_vars: int, seed: int = 0, **overrides) -> dict:
     scvi.settings.seed = seed
     adata = zconf.data.simulate(preset, n_obs=300, n_vars=n_vars, random_state=seed, **overrides)
     setup(adata)
-    model = zconf.ZConf(adata)
+    model = zconf.ZConf(adata, n_latent=1)
     model.train(accelerator="cpu", enable_progress_bar=False)  # default epochs (200 for 300 cells)
     return model.sensitivity(soft=True)
 

@@ -27,7 +27,7 @@ def _changed(before, after, prefix):
 
 def test_only_active_subnetworks_change(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     snaps = _Snapshots()
     model.train(
         max_epochs=2,
@@ -36,6 +36,8 @@ def test_only_active_subnetworks_change(adata):
         enable_progress_bar=False,
         limit_train_batches=1,
         callbacks=[snaps],
+        n_init=1,
+        max_restarts=0,
     )
     start, after_predictor, after_generator = snaps.states
     # epoch 0 is a predictor phase: heads (and the prior) move, the generator does not
@@ -60,7 +62,7 @@ def test_history_logs_losses_and_phase(trained):
 
 def test_validation_loss_logged_when_split(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     model.train(
         max_epochs=2,
         batch_size=50,
@@ -74,7 +76,7 @@ def test_validation_loss_logged_when_split(adata):
 
 def test_one_optimizer_per_subnetwork_with_own_rates(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     plan = ZConfTrainingPlan(model.module, lr=1e-3, lr_classifier=0.5, lr_nb_head=0.25, weight_decay_heads=0.1)
     optimizers = plan.configure_optimizers()
     assert [opt.param_groups[0]["lr"] for opt in optimizers] == [1e-3, 0.5, 0.25]
@@ -89,18 +91,18 @@ def test_one_optimizer_per_subnetwork_with_own_rates(adata):
 )
 def test_bad_plan_values(adata, kwargs, match):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with pytest.raises(ValueError, match=match):
         ZConfTrainingPlan(model.module, **kwargs)
 
 
 def test_non_finite_loss_names_phase_and_epoch(adata):
     setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     with torch.no_grad():
         model.module.nb_head.linear.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match=r"Non-finite nb_loss loss in the predictor phase at epoch 0"):
-        model.train(max_epochs=2, batch_size=50, accelerator="cpu", enable_progress_bar=False)
+        model.train(max_epochs=2, batch_size=50, accelerator="cpu", enable_progress_bar=False, random_state=None)
 
 
 def test_no_retain_graph_in_source():

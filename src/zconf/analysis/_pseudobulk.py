@@ -27,6 +27,8 @@ from scipy import sparse, special, stats
 
 from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm
 
+from ._effects import benjamini_hochberg
+
 #: Normalisations of the pseudobulk library sizes.
 NORMALIZATIONS = ("median_ratio", "library")
 #: Options for covariates that vary between the cells of one pseudobulk.
@@ -53,22 +55,6 @@ COLUMNS = (
     "df_residual",
     "ql_dispersion",
 )
-
-
-def _benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values; NaNs stay NaN and are not counted."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    order = np.argsort(p[ok])
-    adjusted = np.minimum.accumulate((p[ok][order] * m / np.arange(1, m + 1))[::-1])[::-1].clip(max=1.0)
-    values = np.empty(m)
-    values[order] = adjusted
-    out[ok] = values
-    return out
 
 
 def _running_trend(x: np.ndarray, y: np.ndarray, frac: float = 0.1) -> np.ndarray:
@@ -295,7 +281,7 @@ def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, min_count, 
         "se": se,
         "stat": np.sign(lfc) * np.sqrt(f_stat),
         "pvalue": pvalue,
-        "padj": _benjamini_hochberg(pvalue),
+        "padj": benjamini_hochberg(pvalue),
         "ci_low": lfc - quantile * se,
         "ci_high": lfc + quantile * se,
         "mean_control": arm_cells_sum[0] / max(n_cells[~treated].sum(), 1),
@@ -458,29 +444,8 @@ def pseudobulk_effects(
     >>> int(table["df_residual"].iloc[0]), int(table["n_samples_treated"].iloc[0])
     (4, 3)
     """
-    if cell_covariates not in CELL_COVARIATES:
-        msg = f"`cell_covariates` must be one of {list(CELL_COVARIATES)}, got {cell_covariates!r}."
-        raise ValueError(msg)
-    if normalization not in NORMALIZATIONS:
-        msg = f"`normalization` must be one of {list(NORMALIZATIONS)}, got {normalization!r}."
-        raise ValueError(msg)
-    if not 0 < alpha < 1:
-        msg = f"`alpha` must lie in (0, 1), got {alpha}."
-        raise ValueError(msg)
-    if int(min_samples) != min_samples or min_samples < 1:
-        msg = f"`min_samples` must be a positive integer, got {min_samples!r}."
-        raise ValueError(msg)
-    counts = data.counts
-    if not (sparse.issparse(counts) or isinstance(counts, np.ndarray)):
-        counts = np.asarray(counts)
-    if counts.ndim != 2 or counts.shape[0] != data.n_obs:
-        msg = f"`data.counts` must have shape ({data.n_obs}, n_genes), got {counts.shape}."
-        raise ValueError(msg)
-    sparse_counts = sparse.csr_matrix(counts) if sparse.issparse(counts) else counts
-    values = sparse_counts.data if sparse.issparse(sparse_counts) else sparse_counts
-    if values.size and (values.min() < 0 or not np.isfinite(values).all()):
-        msg = "`data.counts` must be finite and non-negative raw counts."
-        raise ValueError(msg)
+    _check_options(cell_covariates, normalization, alpha, min_samples)
+    counts = _checked_counts(data)
     n_obs, n_genes = counts.shape
     samples = _check_labels(samples, n_obs, "samples")
     d = _check_treatment(data.treatment, samples)
@@ -502,8 +467,9 @@ def pseudobulk_effects(
         "trend": trend,
         "normalization": normalization,
     }
+    cells = (counts, d, covariates, z_values, offset, samples)
     if groups is None:
-        out = _effects_one(sparse_counts, d, covariates, z_values, offset, samples, opts)
+        out = _effects_one(*cells, opts)
         if out is None:
             n_control, n_treated = (len(np.unique(samples[d == arm])) for arm in (0, 1))
             msg = (
@@ -512,28 +478,58 @@ def pseudobulk_effects(
             )
             raise ValueError(msg)
         return pd.DataFrame(out, index=genes)[list(COLUMNS)]
-    groups = _check_labels(groups, n_obs, "groups")
+    return _effects_by_group(cells, _check_labels(groups, n_obs, "groups"), genes, opts)
+
+
+def _check_options(cell_covariates: str, normalization: str, alpha: float, min_samples) -> None:
+    """Raise a ValueError naming the first option of :func:`pseudobulk_effects` that is not valid."""
+    if cell_covariates not in CELL_COVARIATES:
+        msg = f"`cell_covariates` must be one of {list(CELL_COVARIATES)}, got {cell_covariates!r}."
+        raise ValueError(msg)
+    if normalization not in NORMALIZATIONS:
+        msg = f"`normalization` must be one of {list(NORMALIZATIONS)}, got {normalization!r}."
+        raise ValueError(msg)
+    if not 0 < alpha < 1:
+        msg = f"`alpha` must lie in (0, 1), got {alpha}."
+        raise ValueError(msg)
+    if int(min_samples) != min_samples or min_samples < 1:
+        msg = f"`min_samples` must be a positive integer, got {min_samples!r}."
+        raise ValueError(msg)
+
+
+def _checked_counts(data: RegressionData):
+    """The counts as a CSR matrix or a dense array, after checking their shape and values."""
+    counts = data.counts
+    if not (sparse.issparse(counts) or isinstance(counts, np.ndarray)):
+        counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[0] != data.n_obs:
+        msg = f"`data.counts` must have shape ({data.n_obs}, n_genes), got {counts.shape}."
+        raise ValueError(msg)
+    counts = sparse.csr_matrix(counts) if sparse.issparse(counts) else counts
+    values = counts.data if sparse.issparse(counts) else counts
+    if values.size and (values.min() < 0 or not np.isfinite(values).all()):
+        msg = "`data.counts` must be finite and non-negative raw counts."
+        raise ValueError(msg)
+    return counts
+
+
+def _effects_by_group(cells: tuple, groups: np.ndarray, genes: pd.Index, opts: dict) -> pd.DataFrame:
+    """One table per level of ``groups``, stacked with a ``(group, gene)`` MultiIndex."""
     tables, skipped = {}, []
     for level in pd.unique(groups):
-        cells = groups == level
-        out = _effects_one(
-            sparse_counts[cells],
-            d[cells],
-            covariates[cells],
-            None if z_values is None else z_values[cells],
-            None if offset is None else offset[cells],
-            samples[cells],
-            opts,
-        )
+        in_level = groups == level
+        part = tuple(None if values is None else values[in_level] for values in cells)
+        out = _effects_one(*part, opts)
         if out is None:
             skipped.append(level)
             continue
         tables[level] = pd.DataFrame(out, index=genes)[list(COLUMNS)]
+    min_samples = opts["min_samples"]
     if skipped:
         warnings.warn(
             f"Groups {skipped} have fewer than min_samples={min_samples} samples in an arm and were skipped.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if not tables:
         msg = f"No level of `groups` has min_samples={min_samples} samples in each arm."

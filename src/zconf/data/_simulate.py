@@ -44,6 +44,12 @@ class SimulationParams:
         Constant added to every log-mean (the notebook used 0).
     dispersion_offset
         Per-gene NB dispersion α = abs(N(0, 1)) + offset, Var(Y) = μ + α μ².
+    confounder
+        The kind of Z: ``"binary"`` (``n_latent`` independent Bernoulli(p_z) factors), ``"categorical"`` (one
+        factor with ``n_levels`` equally likely levels, like a donor; γ1 and γ2 get one value per level) or
+        ``"continuous"`` (``n_latent`` standard normal factors, like a stress or cycle score).
+    n_levels
+        Levels of a categorical confounder.
     """
 
     n_obs: int = 2000
@@ -61,6 +67,8 @@ class SimulationParams:
     gamma2_scale: float = 1.0
     intercept: float = 0.0
     dispersion_offset: float = 0.5
+    confounder: str = "binary"
+    n_levels: int = 4
 
 
 #: Named presets. ``"seed"`` is the notebook's last setting exactly; ``"confounded"`` adds X effects,
@@ -80,7 +88,16 @@ PRESETS: dict[str, SimulationParams] = {
         gamma2_scale=1.0,
     ),
     "confounded": SimulationParams(),
+    # scenarios that break the one-strong-binary-confounder assumption (benchmarks/selection.py)
+    "no_confounder": SimulationParams(gamma1=0.0, gamma2_scale=0.0),
+    "weak": SimulationParams(gamma2_scale=0.3),
+    "two_binary": SimulationParams(n_latent=2),
+    "categorical": SimulationParams(confounder="categorical", n_levels=4),
+    "continuous": SimulationParams(confounder="continuous"),
 }
+
+#: Kinds of confounder the simulator draws.
+CONFOUNDERS: tuple[str, ...] = ("binary", "categorical", "continuous")
 
 
 def _validate(params: SimulationParams) -> None:
@@ -97,6 +114,10 @@ def _validate(params: SimulationParams) -> None:
         raise ValueError(msg)
     if not 0 <= params.treatment_effect_fraction <= 1:
         msg = f"`treatment_effect_fraction` must lie in [0, 1], got {params.treatment_effect_fraction}."
+        raise ValueError(msg)
+    if params.confounder not in CONFOUNDERS or params.n_levels < 2:
+        msg = f"`confounder` must be one of {list(CONFOUNDERS)} and `n_levels` >= 2, got {params.confounder!r}, "
+        msg += f"{params.n_levels}."
         raise ValueError(msg)
     for name in ("beta1_sd", "r_star", "dispersion_offset"):
         if getattr(params, name) < 0:
@@ -123,7 +144,10 @@ def simulate(
     preset
         ``"seed"`` (the notebook's last setting: β1 = 0, β2 = 0, γ2 ~ N(0, 1), n=1000, p=100) or
         ``"confounded"`` (β1 rescaled to sd 0.8, r_star=0.3, β2_X ~ N(0, 1)·0.5, a true treatment effect
-        N(0, 1) on 20% of genes, γ2 ~ N(0, 1), n=2000, p=200).
+        N(0, 1) on 20% of genes, γ2 ~ N(0, 1), n=2000, p=200). Scenarios that break its one strong binary
+        confounder, each ``"confounded"`` otherwise: ``"no_confounder"`` (γ1 = γ2 = 0), ``"weak"``
+        (γ2 × 0.3), ``"two_binary"`` (two independent binary confounders), ``"categorical"`` (one with 4
+        levels) and ``"continuous"`` (one standard normal confounder).
     n_obs
         Number of cells; the preset's when ``None``.
     n_vars
@@ -147,7 +171,9 @@ def simulate(
     ``obs["treatment_logit_true"]``
         The true logit X·β1 + Z·γ1 of D.
     ``obsm["z_true"]``
-        The true confounder(s), ``(n_obs, n_latent)``.
+        The true confounder(s), ``(n_obs, n_latent)``; for a categorical confounder its one-hot levels
+        ``(n_obs, n_levels)`` (drop one column before using it as a regressor next to an intercept), with
+        the level also in ``obs["z_level_true"]``.
     ``layers["log_mean_true"]``
         The true log-means log μ.
     ``var["dispersion_true"]``, ``var["treatment_effect_true"]``
@@ -180,56 +206,10 @@ def simulate(
     _validate(params)
 
     rng = np.random.default_rng(random_state)
-    n, p, d, k = params.n_obs, params.n_vars, params.n_covariates, params.n_latent
-
-    p_x = np.broadcast_to(np.asarray(params.p_x, dtype=float), (d,))
-    x = (rng.random((n, d)) < p_x).astype(np.float64)  # (n_obs, n_covariates)
-    z = (rng.random((n, k)) < params.p_z).astype(np.float64)  # (n_obs, n_latent)
-
-    beta1 = rng.standard_normal(d)
-    xb = x @ beta1
-    sd_xb = xb.std()
-    beta1 = beta1 * (params.beta1_sd / sd_xb) if (params.beta1_sd > 0 and sd_xb > 0) else np.zeros(d)
-    xb = x @ beta1
-    if params.gamma1 is not None:
-        gamma1 = np.full(k, float(params.gamma1))
-    else:
-        sd_zsum = z.sum(axis=1).std()
-        scale = np.sqrt(params.r_star) * xb.std() / sd_zsum if sd_zsum > 0 else 0.0
-        gamma1 = np.full(k, scale)
-    treatment_logit = xb + z @ gamma1
-    treatment = (rng.random(n) < 1.0 / (1.0 + np.exp(-treatment_logit))).astype(np.int64)
-
-    beta2 = np.zeros((d + 1, p))
-    beta2[:d] = rng.standard_normal((d, p)) * params.beta2_x_scale
-    effect = rng.standard_normal(p) * params.treatment_effect_scale
-    n_affected = round(params.treatment_effect_fraction * p)
-    affected = np.zeros(p, dtype=bool)
-    affected[rng.choice(p, size=n_affected, replace=False)] = True
-    beta2[d] = np.where(affected, effect, 0.0)
-    gamma2 = rng.standard_normal((k, p)) * params.gamma2_scale
-
-    design = np.column_stack([x, treatment])  # (n_obs, n_covariates + 1)
-    log_mean = params.intercept + design @ beta2 + z @ gamma2  # (n_obs, n_vars)
-    dispersion = np.abs(rng.standard_normal(p)) + params.dispersion_offset
-    shape = 1.0 / dispersion
-    rate = rng.gamma(shape=np.broadcast_to(shape, (n, p)), scale=np.exp(log_mean) / shape)
-    counts = rng.poisson(rate).astype(np.float32)
-
-    obs = pd.DataFrame(
-        {f"x{j}": x[:, j] for j in range(d)},
-        index=pd.Index([f"cell_{i}" for i in range(n)]),
-    )
-    obs["treatment"] = treatment
-    obs["treatment_logit_true"] = treatment_logit
-    var = pd.DataFrame(
-        {"dispersion_true": dispersion, "treatment_effect_true": beta2[d]},
-        index=pd.Index([f"gene_{g}" for g in range(p)]),
-    )
-    adata = AnnData(X=counts, obs=obs, var=var)
-    adata.layers["counts"] = counts.copy()
-    adata.layers["log_mean_true"] = log_mean.astype(np.float32)
-    adata.obsm["z_true"] = z.astype(np.float32)
+    x, z, z_design = _draw_covariates_and_confounder(params, rng)
+    treatment, treatment_logit, beta1, gamma1 = _draw_treatment(params, x, z_design, rng)
+    counts, log_mean, dispersion, beta2, gamma2 = _draw_counts(params, x, treatment, z_design, rng)
+    adata = _as_anndata(params, x, z, treatment, treatment_logit, counts, log_mean, dispersion, beta2)
     param_dict = dataclasses.asdict(params)
     param_dict = {key: (list(v) if isinstance(v, tuple) else v) for key, v in param_dict.items()}
     param_dict = {key: v for key, v in param_dict.items() if v is not None}
@@ -242,5 +222,74 @@ def simulate(
         "beta2": beta2,
         "gamma2": gamma2,
     }
-    logger.info("Simulated %s: %d cells x %d genes, mean(D)=%.3f", preset, n, p, treatment.mean())
+    logger.info("Simulated %s: %d cells x %d genes, mean(D)=%.3f", preset, *counts.shape, treatment.mean())
+    return adata
+
+
+def _draw_covariates_and_confounder(params: SimulationParams, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """X ``(n, d)``; Z as stored (``(n, k)``, or the one-hot levels); and Z as it enters the models."""
+    n, d, k = params.n_obs, params.n_covariates, params.n_latent
+    p_x = np.broadcast_to(np.asarray(params.p_x, dtype=float), (d,))
+    x = (rng.random((n, d)) < p_x).astype(np.float64)  # (n_obs, n_covariates)
+    if params.confounder == "categorical":
+        levels = rng.integers(0, params.n_levels, n)
+        z = np.eye(params.n_levels)[levels]  # one-hot (n_obs, n_levels)
+        return x, z, z
+    if params.confounder == "continuous":
+        z = rng.standard_normal((n, k))
+        return x, z, z
+    z = (rng.random((n, k)) < params.p_z).astype(np.float64)  # (n_obs, n_latent)
+    return x, z, z
+
+
+def _draw_treatment(params: SimulationParams, x: np.ndarray, z: np.ndarray, rng):
+    """D ~ Bernoulli(sigmoid(X·β1 + Z·γ1)), with β1 rescaled to ``beta1_sd`` and γ1 from ``r_star`` or ``gamma1``."""
+    beta1 = rng.standard_normal(x.shape[1])
+    sd_xb = (x @ beta1).std()
+    beta1 = beta1 * (params.beta1_sd / sd_xb) if (params.beta1_sd > 0 and sd_xb > 0) else np.zeros(x.shape[1])
+    xb = x @ beta1
+    # a categorical Z gets one logit shift per level (centred), the others one shared value per factor
+    direction = np.linspace(-1, 1, z.shape[1]) if params.confounder == "categorical" else np.ones(z.shape[1])
+    if params.gamma1 is not None:
+        gamma1 = float(params.gamma1) * direction
+    else:
+        sd_z = (z @ direction).std()
+        gamma1 = direction * (np.sqrt(params.r_star) * xb.std() / sd_z if sd_z > 0 else 0.0)
+    treatment_logit = xb + z @ gamma1
+    treatment = (rng.random(len(xb)) < 1.0 / (1.0 + np.exp(-treatment_logit))).astype(np.int64)
+    return treatment, treatment_logit, beta1, gamma1
+
+
+def _draw_counts(params: SimulationParams, x: np.ndarray, treatment: np.ndarray, z: np.ndarray, rng):
+    """NB counts with log μ = intercept + [X, D]·β2 + Z·γ2 and α = abs(N(0, 1)) + offset per gene."""
+    n, p, d = params.n_obs, params.n_vars, x.shape[1]
+    beta2 = np.zeros((d + 1, p))
+    beta2[:d] = rng.standard_normal((d, p)) * params.beta2_x_scale
+    effect = rng.standard_normal(p) * params.treatment_effect_scale
+    affected = np.zeros(p, dtype=bool)
+    affected[rng.choice(p, size=round(params.treatment_effect_fraction * p), replace=False)] = True
+    beta2[d] = np.where(affected, effect, 0.0)
+    gamma2 = rng.standard_normal((z.shape[1], p)) * params.gamma2_scale
+    log_mean = params.intercept + np.column_stack([x, treatment]) @ beta2 + z @ gamma2  # (n_obs, n_vars)
+    dispersion = np.abs(rng.standard_normal(p)) + params.dispersion_offset
+    shape = 1.0 / dispersion
+    rate = rng.gamma(shape=np.broadcast_to(shape, (n, p)), scale=np.exp(log_mean) / shape)
+    return rng.poisson(rate).astype(np.float32), log_mean, dispersion, beta2, gamma2
+
+
+def _as_anndata(params, x, z, treatment, treatment_logit, counts, log_mean, dispersion, beta2) -> AnnData:
+    """The simulated AnnData with its ground truth (see :func:`simulate`)."""
+    obs = pd.DataFrame({f"x{j}": x[:, j] for j in range(x.shape[1])}, index=[f"cell_{i}" for i in range(len(x))])
+    obs["treatment"] = treatment
+    obs["treatment_logit_true"] = treatment_logit
+    if params.confounder == "categorical":
+        obs["z_level_true"] = pd.Categorical(z.argmax(1))
+    var = pd.DataFrame(
+        {"dispersion_true": dispersion, "treatment_effect_true": beta2[x.shape[1]]},
+        index=pd.Index([f"gene_{g}" for g in range(counts.shape[1])]),
+    )
+    adata = AnnData(X=counts, obs=obs, var=var)
+    adata.layers["counts"] = counts.copy()
+    adata.layers["log_mean_true"] = log_mean.astype(np.float32)
+    adata.obsm["z_true"] = z.astype(np.float32)
     return adata

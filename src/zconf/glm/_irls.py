@@ -199,7 +199,8 @@ def fit_nb_glm(
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> design = np.column_stack([np.ones(500), rng.integers(0, 2, 500)])
+    >>> from zconf.glm import design_matrix
+    >>> design = design_matrix(rng.integers(0, 2, 500)).matrix  # [1, x]
     >>> counts = rng.poisson(np.exp(1.0 + 0.5 * design[:, 1:2]), size=(500, 3))
     >>> fit = fit_nb_glm(counts, design)
     >>> np.round(fit.coef[:, 1], 1)  # the effect of the second column, for each of the 3 genes

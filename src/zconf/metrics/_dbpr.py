@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zconf.glm import fit_logistic_glm, fit_nb_glm
+from zconf.glm import design_matrix, fit_logistic_glm, fit_nb_glm
 
 
 def deviance_partial_r2_from_arrays(counts, covariates, d, z_hat, *, offset=None, device: str = "cpu") -> dict:
@@ -35,14 +35,14 @@ def deviance_partial_r2_from_arrays(counts, covariates, d, z_hat, *, offset=None
     Dict with ``treatment`` (w'), ``genes`` (v', ``(n_vars,)``) and ``genes_mean`` (mean of v').
     """
     n_obs = len(d)
-    ones = np.ones((n_obs, 1))
     x = np.asarray(covariates, dtype=float).reshape(n_obs, -1)
     z = np.asarray(z_hat, dtype=float).reshape(n_obs, -1)
-    d = np.asarray(d, dtype=float).reshape(n_obs, 1)
-    dev_d0 = fit_logistic_glm(d, np.hstack([ones, x]), device=device).deviance[0]
-    dev_d1 = fit_logistic_glm(d, np.hstack([ones, x, z]), device=device).deviance[0]
-    base = fit_nb_glm(counts, np.hstack([ones, x, d]), offset=offset, device=device)
-    full = fit_nb_glm(counts, np.hstack([ones, x, d, z]), offset=offset, dispersion=base.dispersion, device=device)
+    d = np.asarray(d, dtype=float)
+    dev_d0 = fit_logistic_glm(d, design_matrix(x).matrix, device=device).deviance[0]
+    dev_d1 = fit_logistic_glm(d, design_matrix(x, z=z).matrix, device=device).deviance[0]
+    base = fit_nb_glm(counts, design_matrix(x, d).matrix, offset=offset, device=device)
+    full_design = design_matrix(x, d, z).matrix
+    full = fit_nb_glm(counts, full_design, offset=offset, dispersion=base.dispersion, device=device)
     with np.errstate(invalid="ignore", divide="ignore"):
         genes = np.clip(1.0 - full.deviance / base.deviance, 0.0, 1.0)
     genes[~(base.deviance > 0)] = np.nan
@@ -51,7 +51,9 @@ def deviance_partial_r2_from_arrays(counts, covariates, d, z_hat, *, offset=None
 
 
 def deviance_partial_r2(model, adata=None, *, soft: bool = False) -> dict:
-    """DBPR values (w' for D, v'_g per gene) of a trained :class:`~zconf.ZConf` on any registered AnnData.
+    """DBPR values (w' for D, v'_g per gene) of a trained :class:`~zconf.ZConf`: the same as ``model.sensitivity``.
+
+    Kept for compatibility; the model-level analysis lives on the model (:meth:`zconf.ZConf.sensitivity`).
 
     Parameters
     ----------
@@ -66,11 +68,4 @@ def deviance_partial_r2(model, adata=None, *, soft: bool = False) -> dict:
     -------
     As :func:`deviance_partial_r2_from_arrays`.
     """
-    data = model.regression_data(adata)
-    return deviance_partial_r2_from_arrays(
-        data["counts"],
-        data["covariates"],
-        data["treatment"],
-        model.get_latent_representation(adata, soft=soft),
-        offset=data["offset"],
-    )
+    return model.sensitivity(adata, soft=soft)

@@ -7,6 +7,8 @@ from scipy import stats
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import roc_auc_score
 
+from zconf.glm import design_matrix
+
 
 def _as_2d(values, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=float)
@@ -25,7 +27,14 @@ def _check_lengths(**arrays: np.ndarray) -> None:
         raise ValueError(msg)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Pearson r and its p-value over the finite pairs; NaN when under 3 pairs or one side is constant.
+
+    Examples
+    --------
+    >>> pearson(np.array([1.0, 2.0, 3.0, np.nan]), np.array([2.0, 4.0, 7.0, 1.0]))[0] > 0.98
+    True
+    """
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -63,14 +72,14 @@ def latent_recovery(z_true, z_hat) -> dict[str, float | list]:
     z_true, z_hat = _as_2d(z_true, "z_true"), _as_2d(z_hat, "z_hat")
     _check_lengths(z_true=z_true, z_hat=z_hat)
     k_true, k_hat = z_true.shape[1], z_hat.shape[1]
-    corr = np.array([[_pearson(z_true[:, i], z_hat[:, j])[0] for j in range(k_hat)] for i in range(k_true)])
+    corr = np.array([[pearson(z_true[:, i], z_hat[:, j])[0] for j in range(k_hat)] for i in range(k_true)])
     rows, cols = linear_sum_assignment(-np.nan_to_num(np.abs(corr), nan=0.0))
     per = []
     for i, j in zip(rows, cols, strict=True):
         t, h = z_true[:, i], z_hat[:, j]
         keep = np.isfinite(t) & np.isfinite(h)
         t, h = t[keep], h[keep]
-        r, p = _pearson(t, h)
+        r, p = pearson(t, h)
         flipped = bool(np.isfinite(r) and r < 0)
         h_aligned = 1.0 - h if flipped else h
         raw_acc = float(np.mean((h > 0.5) == (t > 0.5))) if len(t) else float("nan")
@@ -112,7 +121,7 @@ def latent_recovery(z_true, z_hat) -> dict[str, float | list]:
 
 
 def _residualise(values: np.ndarray, design: np.ndarray) -> np.ndarray:
-    design = np.column_stack([np.ones(len(values)), design])
+    design = design_matrix(np.asarray(design, dtype=float).reshape(len(values), -1)).matrix
     coef, *_ = np.linalg.lstsq(design, values, rcond=None)
     return values - design @ coef
 
@@ -145,7 +154,7 @@ def leakage(z_hat, d, z_true=None) -> dict[str, float]:
     z_hat = _as_2d(z_hat, "z_hat")
     d = np.asarray(d, dtype=float).ravel()
     _check_lengths(z_hat=z_hat, d=d)
-    out = {"corr_d": float(np.nanmax([abs(_pearson(z_hat[:, j], d)[0]) for j in range(z_hat.shape[1])]))}
+    out = {"corr_d": float(np.nanmax([abs(pearson(z_hat[:, j], d)[0]) for j in range(z_hat.shape[1])]))}
     if z_true is not None:
         z_true = _as_2d(z_true, "z_true")
         _check_lengths(z_hat=z_hat, z_true=z_true)
@@ -155,7 +164,7 @@ def leakage(z_hat, d, z_true=None) -> dict[str, float]:
             z_res = _residualise(z_hat[:, j], z_true)
             # Z-hat fully explained by Z (e.g. perfect recovery): no D left to leak, define the value as 0
             explained = np.nanstd(z_res) <= 1e-8 * max(np.nanstd(z_hat[:, j]), 1e-12)
-            pcorr.append(0.0 if explained else abs(_pearson(z_res, d_res)[0]))
+            pcorr.append(0.0 if explained else abs(pearson(z_res, d_res)[0]))
         out["pcorr_d_given_z"] = float(np.nanmax(pcorr))
     return out
 

@@ -56,6 +56,15 @@ def column_sums(matrix, n_obs: int) -> np.ndarray:
     return sum(np.asarray(b.sum(axis=0), dtype=float).ravel() for b in row_blocks(matrix, n_obs))
 
 
+def column_sums_of_squares(matrix, n_obs: int) -> np.ndarray:
+    """Per-gene sums of squared counts of a dense, sparse or backed matrix, without densifying it."""
+
+    def squares(block):
+        return block.multiply(block) if sparse.issparse(block) else np.square(np.asarray(block, dtype=float))
+
+    return sum(np.asarray(squares(b).sum(axis=0), dtype=float).ravel() for b in row_blocks(matrix, n_obs))
+
+
 def _stored_values(matrix) -> np.ndarray:
     """The stored entries: ``.data`` of a sparse matrix, all entries of a dense one."""
     return (matrix.data if sparse.issparse(matrix) else np.asarray(matrix)).ravel()
@@ -227,3 +236,56 @@ def validate_dispersion(adata: AnnData, dispersion_key: str) -> np.ndarray:
         msg = f"adata.var[{dispersion_key!r}] must hold positive, finite NB dispersions (Var = mu + alpha mu^2)."
         raise ValueError(msg)
     return values
+
+
+def check_same_genes(adata: AnnData, trained: pd.Index) -> None:
+    """Raise a ValueError naming the missing genes when ``adata``'s genes differ from the training genes."""
+    if adata.n_vars == len(trained) and adata.var_names.equals(trained):
+        return
+    missing = trained.difference(adata.var_names)
+    msg = (
+        f"This AnnData's genes differ from the {len(trained)} genes the model was trained on "
+        f"({adata.n_vars} genes, {len(missing)} training genes missing"
+        f"{', e.g. ' + repr(missing[0]) if len(missing) else ', different order'}). "
+        "Subset and order it like the training data: adata[:, model.adata.var_names]."
+    )
+    raise ValueError(msg)
+
+
+def check_n_latent(n_latent, max_latent) -> None:
+    """Raise a ValueError unless ``n_latent`` is ``"auto"`` or an integer >= 0, and ``max_latent`` >= 0."""
+    valid_int = isinstance(n_latent, int | np.integer) and not isinstance(n_latent, bool) and n_latent >= 0
+    if n_latent != "auto" and not valid_int:
+        msg = f"`n_latent` must be 'auto' or an integer >= 0, got {n_latent!r}."
+        raise ValueError(msg)
+    if not isinstance(max_latent, int | np.integer) or max_latent < 0:
+        msg = f"`max_latent` must be an integer >= 0, got {max_latent!r}."
+        raise ValueError(msg)
+
+
+def external_z(z, n_obs: int) -> np.ndarray:
+    """Validate a user-supplied Z (or known factor) matrix for the effects design."""
+    values = np.asarray(z)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != n_obs:
+        msg = f"`z` as an array must have shape (n_obs,) or (n_obs, k) with n_obs={n_obs}, got {values.shape}."
+        raise ValueError(msg)
+    if not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
+        msg = f"`z` as an array must be numeric (one-hot code categorical factors), got dtype {values.dtype}."
+        raise TypeError(msg)
+    values = values.astype(float)
+    if not np.isfinite(values).all():
+        msg = "`z` as an array contains NaN or infinite values."
+        raise ValueError(msg)
+    return values
+
+
+def check_effects_options(alpha: float, dispersion: str) -> None:
+    """Raise a ValueError naming a bad ``alpha`` or ``dispersion`` of ``treatment_effects``."""
+    if dispersion not in ("estimate", "model"):
+        msg = f"`dispersion` must be 'estimate' or 'model', got {dispersion!r}."
+        raise ValueError(msg)
+    if not 0 < alpha < 1:
+        msg = f"`alpha` must lie in (0, 1), got {alpha}."
+        raise ValueError(msg)

@@ -2,9 +2,10 @@ from ._components import Generator, NBHead, TreatmentClassifier
 from ._grl import grad_reverse
 from ._losses import bernoulli_kl, bernoulli_nll, nb_deviance, nb_log_likelihood
 from ._module import ZConfModule
-from ._paired_vae import PairedVAEModule
+from ._paired_vae import PAIRED_SUBNETS, PairedVAEModule
 
 __all__ = [
+    "PAIRED_SUBNETS",
     "Generator",
     "NBHead",
     "PairedVAEModule",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -14,16 +14,15 @@ from zconf._constants import (
     MODULE_KEYS,
     PHASE_SUBNETS,
     REGISTRY_KEYS,
-    RELAXATIONS,
     SUBNETS,
     Y_TRANSFORMS,
 )
 
 from ._components import Generator, NBHead, TreatmentClassifier
-from ._losses import bernoulli_kl, bernoulli_nll, nb_deviance, nb_log_likelihood
+from ._latent import MAX_MARGINAL_LATENT, Relaxation, make_latent
+from ._losses import bernoulli_nll, nb_deviance, nb_log_likelihood
 
-#: The exact marginal enumerates 2**n_latent states per cell; beyond this it is too costly.
-MAX_MARGINAL_LATENT = 6
+__all__ = ["MAX_MARGINAL_LATENT", "ZConfModule"]
 
 
 def _check_choice(name: str, value, choices: Sequence) -> None:
@@ -81,7 +80,7 @@ class ZConfModule(BaseModuleClass):
         n_cats_per_cov: Sequence[int] | None = None,
         n_hidden: int = 128,
         n_latent: int = 1,
-        relaxation: str = "marginal",
+        relaxation: Relaxation = "marginal",
         intercept: bool = True,
         fixed_dispersion: torch.Tensor | None = None,
         y_transform: str = "log1p",
@@ -89,21 +88,15 @@ class ZConfModule(BaseModuleClass):
         use_size_factor: bool = False,
     ):
         super().__init__()
-        _check_choice("relaxation", relaxation, RELAXATIONS)
+        self.latent = make_latent(relaxation, n_latent)  # validates the choice and the size
         _check_choice("y_transform", y_transform, Y_TRANSFORMS)
         for name in generator_inputs:
             _check_choice("generator_inputs", name, GENERATOR_INPUTS)
         if "counts" not in generator_inputs:
             msg = f"`generator_inputs` must include 'counts' (Z is inferred from Y), got {list(generator_inputs)}."
             raise ValueError(msg)
-        if n_latent < 1 or n_hidden < 1:
-            msg = f"`n_latent` and `n_hidden` must be >= 1, got n_latent={n_latent}, n_hidden={n_hidden}."
-            raise ValueError(msg)
-        if relaxation == "marginal" and n_latent > MAX_MARGINAL_LATENT:
-            msg = (
-                f"relaxation='marginal' enumerates 2**n_latent states; n_latent={n_latent} exceeds "
-                f"{MAX_MARGINAL_LATENT}. Use relaxation='straight_through' or fewer latents."
-            )
+        if n_hidden < 1:
+            msg = f"`n_hidden` must be >= 1, got n_hidden={n_hidden}."
             raise ValueError(msg)
         self.n_input = n_input
         self.n_latent = n_latent
@@ -137,8 +130,7 @@ class ZConfModule(BaseModuleClass):
         self.register_buffer("baseline_nb_coef", torch.zeros(n_input, 2 + n_cov))
         self.register_buffer("baseline_log_theta", torch.zeros(n_input))
         self.register_buffer("baselines_fitted", torch.tensor(False))
-        states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n_latent)))  # (2**n_latent, n_latent)
-        self.register_buffer("states", states)
+        self.register_buffer("states", self.latent.all_states())  # (n_states, n_latent)
 
     # ------------------------------------------------------------------ parameter groups and phases
     def subnet_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
@@ -216,16 +208,8 @@ class ZConfModule(BaseModuleClass):
             inputs.append(d.unsqueeze(-1))
         inputs.append(self._transform_counts(y))
         z_logits = self.generator(torch.cat(inputs, dim=-1))  # (n_obs_minibatch, n_latent)
-        z_prob = torch.sigmoid(z_logits)
-        if self.relaxation == "continuous":
-            z = z_prob
-        else:
-            soft = z_prob
-            if self.relaxation == "gumbel" and self.training:
-                u = torch.rand_like(z_logits).clamp(1e-6, 1 - 1e-6)
-                soft = torch.sigmoid((z_logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
-            z_hard = (soft > 0.5).to(soft.dtype)
-            z = z_hard + (soft - soft.detach())  # forward: exactly 0/1 (x - x == 0); backward: d sigmoid
+        z_prob = self.latent.probabilities(z_logits)
+        z = self.latent.draw(z_logits, self.training, self.temperature)
         return {MODULE_KEYS.Z_LOGITS_KEY: z_logits, MODULE_KEYS.Z_PROB_KEY: z_prob, MODULE_KEYS.Z_KEY: z}
 
     @auto_move_data
@@ -237,17 +221,19 @@ class ZConfModule(BaseModuleClass):
         size_factor: torch.Tensor | None = None,
         states: bool | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Heads evaluated at each Z state: every 2**n_latent state (marginal) or at Z-hat.
+        """Heads evaluated at the states the latent asks for: every state (marginal) or Z-hat.
+
+        ``states=True`` evaluates every state and ``False`` Z-hat only, whatever the relaxation.
 
         Returns ``d_logit`` ``(n_obs_minibatch, n_states)`` and ``log_mean``
         ``(n_obs_minibatch, n_states, n_vars)``; ``n_states`` is 1 at Z-hat.
         """
-        use_states = self.relaxation == "marginal" if states is None else states
-        n_obs = d.shape[0]
-        if use_states:
-            z_states = self.states.unsqueeze(0).expand(n_obs, -1, -1)  # (n_obs_minibatch, n_states, n_latent)
+        if states is None:
+            z_states = self.latent.states(z, self.states)
+        elif states:
+            z_states = self.states.unsqueeze(0).expand(d.shape[0], -1, -1)
         else:
-            z_states = z.unsqueeze(1)  # (n_obs_minibatch, 1, n_latent)
+            z_states = z.unsqueeze(1)
         n_states = z_states.shape[1]
         cov = covariates.unsqueeze(1).expand(-1, n_states, -1)  # (n_obs_minibatch, n_states, n_covariates)
         d_states = d.unsqueeze(1).expand(-1, n_states)  # (n_obs_minibatch, n_states)
@@ -261,11 +247,76 @@ class ZConfModule(BaseModuleClass):
             MODULE_KEYS.STATES_KEY: z_states,
         }
 
-    def state_log_weights(self, z_logits: torch.Tensor, z_states: torch.Tensor) -> torch.Tensor:
-        """Log q(state) for each cell and state, ``(n_obs_minibatch, n_states)``."""
-        log_p1 = F.logsigmoid(z_logits).unsqueeze(1)
-        log_p0 = F.logsigmoid(-z_logits).unsqueeze(1)
-        return (z_states * log_p1 + (1 - z_states) * log_p0).sum(-1)
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Fresh random initialisation of every sub-network and the prior (a restart)."""
+        for module in self.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+        self.z_prior_logit.zero_()
+        if self.nb_head.learns_dispersion:
+            self.nb_head.log_theta.zero_()
+
+    @torch.no_grad()
+    def initialize_intercepts(self, log_means: torch.Tensor, treated_fraction: float) -> None:
+        """Start the heads' intercepts at the data's log mean counts and the logit of the treated fraction."""
+        if not self.intercept:
+            return
+        self.nb_head.linear.bias.copy_(torch.as_tensor(log_means, dtype=torch.float32))
+        treated = min(max(float(treated_fraction), 1e-3), 1 - 1e-3)
+        self.classifier.linear.bias.fill_(math.log(treated / (1 - treated)))
+
+    @torch.no_grad()
+    def initialize_heads(self, d_coef, nb_coef, dispersion) -> None:
+        """Set the heads' X and D coefficients (and intercepts) to a fit without Z; Z's stay as they are.
+
+        ``d_coef`` is ``[intercept, X]`` of the logistic model of D and ``nb_coef`` ``(n_vars, [intercept, X, D])``
+        of the NB model (no intercept column when the heads have none), as :func:`zconf.glm.design_matrix` orders
+        them; ``dispersion`` the NB dispersions α.
+        """
+        first = 1 if self.intercept else 0
+        n_cov = self.n_covariates
+        d_coef, nb_coef = torch.as_tensor(d_coef, dtype=torch.float32), torch.as_tensor(nb_coef, dtype=torch.float32)
+        self.classifier.linear.weight[0, :n_cov] = d_coef[first:]
+        self.nb_head.linear.weight[:, : n_cov + 1] = nb_coef[:, first:]
+        if self.intercept:
+            self.classifier.linear.bias.fill_(float(d_coef[0]))
+            self.nb_head.linear.bias.copy_(nb_coef[:, 0])
+        self.initialize_dispersion(dispersion)
+
+    @torch.no_grad()
+    def initialize_dispersion(self, dispersion) -> None:
+        """Start learned NB dispersions α at the given values (``log θ = −log α``); fixed ones are kept."""
+        if self.nb_head.learns_dispersion:
+            self.nb_head.log_theta.copy_(-torch.log(torch.as_tensor(dispersion, dtype=torch.float32)))
+
+    @torch.no_grad()
+    def set_baselines(self, d_coef, nb_coef, dispersion) -> None:
+        """Store the DBPR baselines without Z: logistic D ~ [1, X] and per-gene NB Y ~ [1, X, D]."""
+        self.baseline_d_coef.copy_(torch.as_tensor(d_coef, dtype=torch.float32))
+        self.baseline_nb_coef.copy_(torch.as_tensor(nb_coef, dtype=torch.float32))
+        self.baseline_log_theta.copy_(-torch.log(torch.as_tensor(dispersion, dtype=torch.float32)))
+        self.baselines_fitted.fill_(True)
+
+    # ------------------------------------------------------------------ marginal likelihood
+    @torch.inference_mode()
+    def marginal_log_likelihood(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Exact log p(D, Y | X) = log Σ_z p(z) p(D | X, z) p(Y | X, D, z) per cell, in nats.
+
+        The sum runs over every state of Z under the learned prior; the generator plays no part, so a Z-hat
+        that copies D cannot raise it. Returns ``(n_obs_minibatch,)``.
+        """
+        d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
+        placeholder = {MODULE_KEYS.Z_KEY: d.new_zeros(d.shape[0], self.n_latent)}
+        generative_inputs = self._get_generative_input(tensors, placeholder)
+        outputs = self.generative(**generative_inputs, states=True)
+        y = tensors[REGISTRY_KEYS.X_KEY].float().to(d.device)
+        log_d = -bernoulli_nll(outputs[MODULE_KEYS.D_LOGIT_KEY], d.unsqueeze(-1))  # (n_obs_minibatch, n_states)
+        log_mean = outputs[MODULE_KEYS.LOG_MEAN_KEY]
+        log_y = nb_log_likelihood(y.unsqueeze(1), log_mean, self.nb_head.clamped_log_theta()).sum(-1)
+        log_prior = self.latent.prior_log_probs(self.z_prior_logit, self.states)  # (n_states,)
+        return torch.logsumexp(log_prior + log_d + log_y, dim=-1)
 
     # ------------------------------------------------------------------ loss
     def loss(
@@ -275,7 +326,7 @@ class ZConfModule(BaseModuleClass):
         generative_outputs: dict[str, torch.Tensor],
         bce_weight: float = 1.0,
         nb_weight: float = 1.0,
-        kl_weight: float = 1.0,
+        prior_weight: float = 1.0,
         loss_scale: str = "cell",
         dbpr_weight: float = 0.0,
         dbpr_treatment_weight: float = 1.0,
@@ -300,17 +351,13 @@ class ZConfModule(BaseModuleClass):
         nll_d = bernoulli_nll(d_logit, d.unsqueeze(-1))  # (n_obs_minibatch, n_states)
         nll_y = -nb_log_likelihood(y.unsqueeze(1), log_mean, self.nb_head.clamped_log_theta()).sum(-1)
         z_logits = inference_outputs[MODULE_KEYS.Z_LOGITS_KEY]
-        if log_mean.shape[1] > 1:  # exact expectation over the states
-            weights = self.state_log_weights(z_logits, generative_outputs[MODULE_KEYS.STATES_KEY]).exp()
-            kl = bernoulli_kl(z_logits, self.z_prior_logit).sum(-1)  # (n_obs_minibatch,)
-        else:
-            weights = torch.ones_like(nll_d)
-            kl = torch.zeros_like(d)
+        weights = self.latent.state_weights(z_logits, generative_outputs[MODULE_KEYS.STATES_KEY])
+        kl = self.latent.prior_term(z_logits, self.z_prior_logit)  # (n_obs_minibatch,)
         bce = (weights * nll_d).sum(-1)  # (n_obs_minibatch,)
         nb = (weights * nll_y).sum(-1)
         nb_scaled = nb / self.n_input if loss_scale == "element" else nb
         reconstruction = bce_weight * bce + nb_weight * nb_scaled
-        loss = torch.mean(reconstruction + kl_weight * kl)
+        loss = torch.mean(reconstruction + prior_weight * kl)
         extra = {"classifier_loss": bce.mean().detach(), "nb_loss": nb.mean().detach()}
         if dbpr_weight > 0:
             w_prime, v_prime = self.dbpr(tensors, generative_outputs, weights)
@@ -334,11 +381,12 @@ class ZConfModule(BaseModuleClass):
         y = tensors[REGISTRY_KEYS.X_KEY].float()
         d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
         cov = self.design(tensors)
-        ones = torch.ones_like(d).unsqueeze(-1)
-        d_logit0 = torch.cat([ones, cov], -1) @ self.baseline_d_coef
+        # the baselines' first coefficient is the intercept (zconf.glm.design_matrix order [1, X, D])
+        d_logit0 = cov @ self.baseline_d_coef[1:] + self.baseline_d_coef[0]
         dev_d0 = 2 * bernoulli_nll(d_logit0, d).sum()
         dev_d1 = 2 * (weights * bernoulli_nll(generative_outputs[MODULE_KEYS.D_LOGIT_KEY], d.unsqueeze(-1))).sum()
-        log_mean0 = torch.cat([ones, cov, d.unsqueeze(-1)], -1) @ self.baseline_nb_coef.T  # (n_obs_minibatch, n_vars)
+        slopes = self.baseline_nb_coef[:, 1:]  # (n_vars, n_covariates + 1), the D column last
+        log_mean0 = torch.cat([cov, d.unsqueeze(-1)], -1) @ slopes.T + self.baseline_nb_coef[:, 0]
         if self.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
             log_mean0 = log_mean0 + torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY])
         dev_y0 = nb_deviance(y, log_mean0, self.baseline_log_theta).sum(0)  # (n_vars,)

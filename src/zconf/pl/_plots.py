@@ -10,10 +10,9 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
 from zconf._constants import HISTORY_KEYS, OUTPUT_KEYS
-from zconf.metrics import per_gene_correlation
+from zconf.metrics import pearson, per_gene_correlation
 
 from ._utils import fill_doc, finish, new_axes
 
@@ -38,16 +37,6 @@ def _layer(adata: AnnData, key: str) -> np.ndarray:
         raise KeyError(msg)
     values = adata.layers[key]
     return np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=float)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Pearson r and its p-value over the finite pairs; NaN when under 3 pairs or one side is constant."""
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan"), float("nan")
-    r, p = stats.pearsonr(a, b)
-    return float(r), float(p)
 
 
 def _r_title(prefix: str, r: float, p: float | None = None) -> str:
@@ -119,7 +108,7 @@ def zhat_vs_true(
         )
     z_hat = _obs_or_obsm(adata, key, latent)
     z_true = _obs_or_obsm(adata, true_key, latent)
-    r, p = _pearson(z_true, z_hat)
+    r, p = pearson(z_true, z_hat)
     fig, ax_ = new_axes(ax)
     rng = np.random.default_rng(random_state)
     x = z_true + rng.uniform(-jitter, jitter, size=z_true.size)
@@ -174,7 +163,7 @@ def treatment_logits(
     if np.all((pred >= 0) & (pred <= 1)):
         pred = np.log(np.clip(pred, 1e-12, 1)) - np.log(np.clip(1 - pred, 1e-12, 1))
     true = _obs_or_obsm(adata, true_key)
-    r, p = _pearson(true, pred)
+    r, p = pearson(true, pred)
     fig, ax_ = new_axes(ax)
     ax_.scatter(true, pred, s=10, alpha=0.5, label="cells")
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))

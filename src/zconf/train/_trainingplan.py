@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import torch
 from scvi.module.base import BaseModuleClass
 
-from zconf._constants import LOSS_SCALES, PHASE_SUBNETS, SUBNETS
+from zconf._constants import LOSS_SCALES, PHASE_SUBNETS, REGISTRY_KEYS, SUBNETS
+from zconf.glm import design_matrix, fit_logistic_glm, fit_nb_glm
 
 from ._manual import ManualOptimizationPlan, NonFiniteLossError, check_nonnegative
 from ._schedule import SCHEDULES, ConvergencePhases, phase_for_epoch, phase_for_step
 
 __all__ = ["NonFiniteLossError", "ZConfTrainingPlan"]
+
+
+def _check_schedule(schedule, predictor_epochs, generator_epochs, predictor_steps, loss_scale) -> None:
+    """Raise a ValueError naming a schedule, phase length or loss scale that cannot run."""
+    if schedule not in SCHEDULES:
+        msg = f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}."
+        raise ValueError(msg)
+    if schedule != "converge":
+        phase_for_epoch(0, predictor_epochs, generator_epochs, schedule)  # validates the lengths
+    if predictor_steps is not None:
+        phase_for_step(0, predictor_steps)  # validates K
+    if loss_scale not in LOSS_SCALES:
+        msg = f"`loss_scale` must be one of {list(LOSS_SCALES)}, got {loss_scale!r}."
+        raise ValueError(msg)
 
 
 class ZConfTrainingPlan(ManualOptimizationPlan):
@@ -52,8 +69,11 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
     reinit_heads
         Re-initialise the classifier and NB head (and their optimizer state) at the start of each predictor
         phase, as the notebook did; the default ``False`` warm-starts them.
-    bce_weight, nb_weight, kl_weight
-        Weights of the classifier's BCE, the NB negative log-likelihood and the prior (KL) term.
+    bce_weight, nb_weight, prior_weight
+        Weights of the classifier's BCE, the NB negative log-likelihood and the prior (KL) term. The prior
+        weight is fixed: scvi-tools' KL warm-up (``n_epochs_kl_warmup``) does not apply to it.
+    kl_weight
+        Deprecated name of ``prior_weight``.
     loss_scale
         ``"cell"`` (default): both likelihoods per cell, the NB summed over genes (the model's log-likelihood).
         ``"element"``: the NB divided by the number of genes (per-element normalisation). Measured to make
@@ -62,7 +82,8 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         Weight of the deviance-based partial R² reward in the generator's loss:
         ``loss − dbpr_weight · (dbpr_treatment_weight · w' + mean_g v'_g)``. Subtracting rewards Z-hat for
         explaining deviance beyond the baselines without Z (the notebook added it, which penalised
-        improvement). ``0`` (default) turns it off.
+        improvement). ``0`` (default) turns it off. When it is on, the plan fits the baselines (logistic
+        D ~ [1, X] and per-gene NB Y ~ [1, X, D] by IRLS) on the training cells before the first step.
     dbpr_treatment_weight
         Separate weight of w', which rewards Z-hat for predicting D and can push it to copy D.
     temperature_start, temperature_end
@@ -92,7 +113,8 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         reinit_heads: bool = False,
         bce_weight: float = 1.0,
         nb_weight: float = 1.0,
-        kl_weight: float = 1.0,
+        prior_weight: float = 1.0,
+        kl_weight: float | None = None,
         loss_scale: str = "cell",
         dbpr_weight: float = 0.0,
         dbpr_treatment_weight: float = 1.0,
@@ -100,33 +122,20 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         temperature_end: float = 0.5,
         **kwargs,
     ):
-        if schedule not in SCHEDULES:
-            msg = f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}."
-            raise ValueError(msg)
-        if schedule != "converge":
-            phase_for_epoch(0, predictor_epochs, generator_epochs, schedule)  # validates the lengths
-        if predictor_steps is not None:
-            phase_for_step(0, predictor_steps)  # validates K
-        if loss_scale not in LOSS_SCALES:
-            msg = f"`loss_scale` must be one of {list(LOSS_SCALES)}, got {loss_scale!r}."
-            raise ValueError(msg)
+        _check_schedule(schedule, predictor_epochs, generator_epochs, predictor_steps, loss_scale)
+        if kl_weight is not None:
+            warnings.warn("`kl_weight` is deprecated; use `prior_weight`.", FutureWarning, stacklevel=2)
+            check_nonnegative(kl_weight=kl_weight)
+            prior_weight = kl_weight
         check_nonnegative(
-            lr=lr,
-            lr_heads=lr_heads,
-            lr_classifier=lr_classifier,
-            lr_nb_head=lr_nb_head,
-            weight_decay=weight_decay,
-            weight_decay_heads=weight_decay_heads,
-            bce_weight=bce_weight,
-            nb_weight=nb_weight,
-            kl_weight=kl_weight,
-            dbpr_weight=dbpr_weight,
-            dbpr_treatment_weight=dbpr_treatment_weight,
+            **{"lr": lr, "lr_heads": lr_heads, "lr_classifier": lr_classifier, "lr_nb_head": lr_nb_head},
+            **{"weight_decay": weight_decay, "weight_decay_heads": weight_decay_heads},
+            **{"bce_weight": bce_weight, "nb_weight": nb_weight, "prior_weight": prior_weight},
+            **{"dbpr_weight": dbpr_weight, "dbpr_treatment_weight": dbpr_treatment_weight},
         )
         if temperature_start <= 0 or temperature_end <= 0:
             msg = f"Temperatures must be > 0, got {temperature_start} and {temperature_end}."
             raise ValueError(msg)
-        kwargs.setdefault("n_epochs_kl_warmup", None)
         super().__init__(
             module,
             lr=lr,
@@ -134,13 +143,12 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
             eps=eps,
             bce_weight=bce_weight,
             nb_weight=nb_weight,
+            prior_weight=prior_weight,
             loss_scale=loss_scale,
             dbpr_weight=dbpr_weight,
             dbpr_treatment_weight=dbpr_treatment_weight,
             **kwargs,
         )
-        # The prior term has its own fixed weight: TrainingPlan's KL warm-up does not apply here.
-        self.loss_kwargs["kl_weight"] = kl_weight
         self.schedule = schedule
         self.predictor_epochs, self.generator_epochs = predictor_epochs, generator_epochs
         self.predictor_steps = predictor_steps
@@ -164,11 +172,6 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         }
 
     @property
-    def kl_weight(self) -> float:
-        """Fixed weight of the prior term (no warm-up)."""
-        return self.loss_kwargs.get("kl_weight", 1.0) if hasattr(self, "loss_kwargs") else 1.0
-
-    @property
     def phase(self) -> str:
         """Phase of the current epoch (the epoch-level schedules)."""
         if self._convergence is not None:
@@ -181,6 +184,31 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         return [
             self.make_optimizer(groups[name], self.subnet_lr[name], self.subnet_weight_decay[name]) for name in SUBNETS
         ]
+
+    def on_train_start(self) -> None:
+        """Fit the DBPR baselines on the training cells when the reward is on and they are not fitted yet."""
+        if self.loss_kwargs.get("dbpr_weight", 0) > 0 and not bool(self.module.baselines_fitted):
+            self.fit_baselines(self.module, self.trainer.train_dataloader)
+
+    @staticmethod
+    @torch.no_grad()
+    def fit_baselines(module: BaseModuleClass, loader) -> None:
+        """Fit logistic D ~ [1, X] and per-gene NB Y ~ [1, X, D] by IRLS to convergence on ``loader``'s cells.
+
+        The DBPR terms compare the heads against these baselines; they are stored in the module's buffers.
+        """
+        parts: dict[str, list] = {"y": [], "d": [], "x": [], "offset": []}
+        for tensors in loader:
+            parts["y"].append(tensors[REGISTRY_KEYS.X_KEY].float().cpu())
+            parts["d"].append(tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float().cpu())
+            parts["x"].append(module.design({k: v.cpu() for k, v in tensors.items()}).cpu())
+            if module.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
+                parts["offset"].append(torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY]).squeeze(-1).cpu())
+        y, d, x = (torch.cat(parts[key]).numpy() for key in ("y", "d", "x"))
+        offset = torch.cat(parts["offset"]).numpy() if parts["offset"] else None
+        d_fit = fit_logistic_glm(d, design_matrix(x).matrix)
+        nb_fit = fit_nb_glm(y, design_matrix(x, d).matrix, offset=offset)
+        module.set_baselines(d_fit.coef[0], nb_fit.coef, np.asarray(nb_fit.dispersion))
 
     def on_train_epoch_start(self) -> None:
         """Anneal the Gumbel temperature; re-initialise the heads when a predictor phase starts (if asked)."""

@@ -1,0 +1,338 @@
+"""The public analysis methods of :class:`~zconf.ZConf`: thin wrappers over :mod:`zconf.analysis` functions.
+
+They use only the model's public getters (``regression_data``, ``get_latent_representation``, ``get_predictions``),
+so data flows one way: the model gives arrays, the analysis functions give tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from zconf._constants import REGISTRY_KEYS
+from zconf.analysis import pseudobulk_effects, treatment_effects
+from zconf.glm import RegressionData
+from zconf.metrics import deviance_partial_r2_from_arrays
+
+from . import _outputs, _submodels
+from ._validation import check_effects_options, external_z, is_in_memory, required_obs_column
+
+Z_SOURCES = ("soft", "hard")
+
+
+class AnalysisMethods:
+    """The data of the analyses, treatment effects, sensitivity, cross-fitting and AnnData output of ZConf."""
+
+    def get_marginal_log_likelihood(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """The exact log p(D, Y | X) = log Σ_z p(z) p(D | X, z) p(Y | X, D, z) of each cell, in nats.
+
+        The sum runs over every state of Z under the learned prior, so the generator plays no part: a Z-hat
+        that copies D cannot raise it. Scored on cells a model was not trained on, it compares models with
+        different numbers of confounders (0 included) on the same footing.
+
+        Returns
+        -------
+        Array of shape ``(n_obs,)``, in input order.
+        """
+        self._check_trained()
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        return _outputs.collect_marginal_log_likelihood(self.module, loader)
+
+    def get_design(
+        self, adata: AnnData | None = None, reference_coding: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The covariate design X ``(n_obs, n_covariates)`` and treatment D ``(n_obs,)``, in input order.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; the training data when ``None``.
+        reference_coding
+            Drop the first level of each categorical covariate (default: as the heads do, i.e. when they
+            have an intercept).
+        """
+        adata = self._validate_anndata(adata)
+        return _outputs.collect_design(self.module, self._make_data_loader(adata=adata), reference_coding)
+
+    def regression_data(self, adata: AnnData | None = None, reference_coding: bool | None = True) -> RegressionData:
+        """Counts, covariates, treatment and log size-factor offset of the registered cells.
+
+        ``reference_coding`` is passed to :meth:`get_design` (``True``: first level of each categorical
+        covariate dropped, for a GLM with intercept; ``None``: as the model's heads code them).
+
+        Returns
+        -------
+        :class:`~zconf.glm.RegressionData` (sparse counts stay sparse; ``offset`` is ``None`` without a
+        registered size factor).
+        """
+        adata = self._validate_anndata(adata)
+        manager = self.get_anndata_manager(adata, required=True)
+        covariates, treatment = self.get_design(adata, reference_coding=reference_coding)
+        offset = None
+        if REGISTRY_KEYS.SIZE_FACTOR_KEY in manager.data_registry:
+            size_factor = np.asarray(manager.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=float)
+            offset = np.log(size_factor.ravel())
+        return RegressionData(manager.get_from_registry(REGISTRY_KEYS.X_KEY), covariates, treatment, offset)
+
+    def _effects_z(self, adata: AnnData, adjust: bool, z, n_obs: int) -> np.ndarray | None:
+        """The Z columns of the effects design: Z-hat (soft or hard), a user's array, or none."""
+        if isinstance(z, str) and z not in Z_SOURCES:
+            msg = f"`z` must be one of {list(Z_SOURCES)} or an array of shape (n_obs, k), got {z!r}."
+            raise ValueError(msg)
+        if not adjust:
+            return None
+        if not isinstance(z, str):
+            return external_z(z, n_obs)
+        values = self.get_latent_representation(adata, soft=(z == "soft"))
+        return values if values.shape[1] else None  # the model without Z: the unadjusted fit
+
+    def treatment_effects(
+        self,
+        adata: AnnData | None = None,
+        *,
+        adjust: bool = True,
+        z: str | np.ndarray = "soft",
+        alpha: float = 0.05,
+        robust: bool = False,
+        dispersion: str = "estimate",
+        min_cells: int = 3,
+        device: str = "cpu",
+        sample_key: str | None = None,
+        groupby: str | None = None,
+    ) -> pd.DataFrame:
+        """Per-gene treatment effects from a negative binomial GLM adjusted for Z-hat.
+
+        For every gene, an NB GLM with log link of Y on [1, X, D, Z-hat] (or [1, X, D] with ``adjust=False``)
+        is fitted by vectorised IRLS over all genes at once, with log size factors as offset when a size
+        factor is registered. The effect is the D coefficient. These p-values treat every cell as an
+        independent replicate: when whole samples (donors, wells, mice) were treated, they are far too small,
+        and ``sample_key`` gives sample-aware (pseudobulk) tests instead.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; the training data when ``None``.
+        adjust
+            Include Z-hat; ``False`` gives the naive estimate, for comparison.
+        z
+            ``"soft"`` (default): the probabilities P(Z=1 | X, D, Y) as regressors, which carry the
+            uncertainty of uncertain cells into the fit instead of rounding it away; ``"hard"``: 0/1 Z-hat.
+            An array of shape ``(n_obs,)`` or ``(n_obs, k)`` replaces Z-hat by these columns, for comparisons
+            on the same footing: the true Z of a simulation (the oracle), or a one-hot coding of a known
+            factor such as donor (drop one level; the intercept is already in the design).
+        alpha
+            Level of the confidence intervals (``1 - alpha``).
+        robust
+            Use the sandwich (HC0) standard errors instead of the model-based ones.
+        dispersion
+            ``"estimate"`` (default): per-gene NB dispersion re-estimated for this design (Pearson
+            quasi-likelihood equation); ``"model"``: the NB head's trained dispersions.
+        min_cells
+            Genes with fewer than this many cells with non-zero counts (both arms together) are flagged
+            ``too_sparse`` and get NaN statistics. Genes whose IRLS did not converge (for example all zeros in
+            one arm: the MLE of the effect is infinite) keep ``converged=False`` and get NaN statistics too.
+        device
+            Torch device of the IRLS fit (``"cuda"`` for a GPU).
+        sample_key
+            ``adata.obs`` column naming the replicate unit (donor, well, mouse; donor x condition when both arms
+            come from each donor). Given, the effects are sample-aware: counts are summed per sample, Z-hat
+            enters as each sample's composition (its share of the library in each state), and D is tested by
+            a quasi-likelihood F-test whose degrees of freedom come from samples
+            (:func:`zconf.analysis.pseudobulk_effects`). Each sample must have one treatment value.
+            ``robust``, ``dispersion`` and ``min_cells`` apply to the per-cell fit only.
+        groupby
+            With ``sample_key``: an ``adata.obs`` column of cell groups (cell type) that get one table each, as
+            muscat does (a ``(group, gene)`` MultiIndex). Needed when a registered covariate varies within
+            samples.
+
+        Returns
+        -------
+        DataFrame indexed by gene (by ``(group, gene)`` with ``groupby``) with ``lfc`` (natural log),
+        ``log2fc``, ``se``, ``stat`` (Wald z), ``pvalue``, ``padj`` (Benjamini–Hochberg over testable genes),
+        ``ci_low``, ``ci_high``, ``mean_control`` and ``mean_treated`` (mean counts per arm), ``dispersion``,
+        ``converged``, ``too_sparse`` and ``separated``
+        (all zeros in one arm only: ``lfc`` is ±inf, ``se``, ``stat`` and the interval are NaN, and the
+        p-value comes from a likelihood-ratio test, which stays valid where the Wald test has no power). With
+        ``sample_key`` also ``n_samples_control``, ``n_samples_treated``, ``df`` (the F-test's denominator
+        degrees of freedom), ``df_residual`` and ``ql_dispersion``; ``stat`` is then the signed √F.
+
+        Examples
+        --------
+        >>> import zconf
+        >>> adata = zconf.data.simulate("confounded", n_obs=300, n_vars=20)
+        >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
+        >>> model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
+        >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+        >>> table = model.treatment_effects()
+        >>> list(table.columns[:6])
+        ['lfc', 'log2fc', 'se', 'stat', 'pvalue', 'padj']
+        >>> oracle = model.treatment_effects(z=adata.obsm["z_true"])  # the true Z in place of Z-hat
+        """
+        check_effects_options(alpha, dispersion)
+        self._check_trained()
+        adata = self._validate_anndata(adata)
+        data = self.regression_data(adata)
+        if not is_in_memory(data.counts):
+            msg = (
+                "treatment_effects needs the counts in memory (the per-gene GLMs read every cell of each gene); "
+                "this AnnData is backed. Load it with adata.to_memory() (a sparse matrix stays sparse)."
+            )
+            raise ValueError(msg)
+        z_columns = self._effects_z(adata, adjust, z, data.n_obs)
+        if sample_key is not None or groupby is not None:
+            return self._pseudobulk_effects(adata, data, z_columns, sample_key, groupby, alpha)
+        fixed = None
+        if dispersion == "model":
+            fixed = self.get_predictions(adata, indices=[0])["dispersion"]
+        return treatment_effects(
+            data,
+            z_columns,
+            gene_names=adata.var_names,
+            alpha=alpha,
+            robust=robust,
+            dispersion=fixed,
+            min_cells=min_cells,
+            device=device,
+        )
+
+    def _pseudobulk_effects(self, adata, data, z_columns, sample_key, groupby, alpha) -> pd.DataFrame:
+        """Sample-aware effects on the registered cells: the ``sample_key`` branch of :meth:`treatment_effects`."""
+        if sample_key is None:
+            msg = "`groupby` needs `sample_key`: name the adata.obs column of the replicate unit (e.g. 'donor')."
+            raise ValueError(msg)
+        samples = required_obs_column(adata, sample_key, "sample_key", "replicate unit").to_numpy()
+        groups = None
+        if groupby is not None:
+            groups = required_obs_column(adata, groupby, "groupby", "cell group").to_numpy()
+        return pseudobulk_effects(data, samples, z_columns, groups=groups, alpha=alpha, gene_names=adata.var_names)
+
+    def sensitivity(self, adata: AnnData | None = None, *, soft: bool = False) -> dict:
+        """How much deviance Z-hat explains beyond X (and D): the DBPR partial R² as sensitivity parameters.
+
+        ``treatment`` is w' (McFadden's partial R² of D ~ X + Z-hat over D ~ X): the share of the treatment
+        model's deviance that the inferred confounder accounts for. ``genes`` holds v'_g per gene (NB deviance
+        of Y ~ X + D + Z-hat over Y ~ X + D). They describe Z-hat, an estimate: they are not the strength of
+        the true confounder, and they do not bound the bias of NB coefficients (the Cinelli–Hazlett bound
+        applies to linear models only).
+
+        Returns
+        -------
+        Dict with ``treatment`` (float), ``genes`` (a :class:`pandas.Series` by gene) and ``genes_mean``.
+        """
+        adata = self._validate_anndata(adata)
+        data = self.regression_data(adata)
+        z_hat = self.get_latent_representation(adata, soft=soft)
+        values = deviance_partial_r2_from_arrays(
+            data.counts, data.covariates, data.treatment, z_hat, offset=data.offset
+        )
+        values["genes"] = pd.Series(values["genes"], index=adata.var_names, name="partial_r2")
+        return values
+
+    def get_cross_fitted_latent(
+        self,
+        n_folds: int = 2,
+        *,
+        soft: bool = True,
+        random_state: int | None = 0,
+        train_kwargs: dict | None = None,
+    ) -> np.ndarray:
+        """Z-hat for each cell from a model trained on the other folds (cross-fitting).
+
+        The cells are split into ``n_folds`` folds (stratified by treatment). For each fold, a model with
+        this model's architecture is trained on the other folds and gives Z-hat for the held-out cells,
+        from their own covariates, treatment and counts. The fold models' Z columns are aligned with this
+        model's (order and 0/1 labels, :func:`zconf.analysis.column_alignment`) before the folds are put
+        together.
+
+        Pass the result to :meth:`treatment_effects` as ``z=``. Cross-fitting removes the dependence of
+        the generator's *weights* on the cell being adjusted; it does not remove the dependence of a cell's
+        Z-hat on its own counts, which is how Z is inferred at all. ``benchmarks/effects.py`` measures
+        whether it changes calibration (it costs ``n_folds`` extra trainings).
+
+        Parameters
+        ----------
+        n_folds
+            Number of folds (at least 2).
+        soft
+            Return probabilities (default) rather than 0/1.
+        random_state
+            Seed of the fold split. The fold models' initialisation follows their ``train()`` keywords.
+        train_kwargs
+            Keywords of the fold models' ``train()``. ``None`` reuses those of this model's last
+            ``train()`` call (epochs, batch size, plan keywords, restarts, seed, accelerator, progress bar);
+            epochs chosen automatically are chosen again for the smaller training folds.
+
+        Returns
+        -------
+        Array ``(n_obs, n_latent)`` in the order of the registered cells.
+
+        Examples
+        --------
+        >>> import zconf
+        >>> adata = zconf.data.simulate("confounded", n_obs=300, n_vars=20)
+        >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
+        >>> model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
+        >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+        >>> z_cross = model.get_cross_fitted_latent(n_folds=2)
+        >>> z_cross.shape
+        (300, 1)
+        >>> table = model.treatment_effects(z=z_cross)
+        """
+        self._check_trained()
+        _submodels.check_cross_fit(self, n_folds)
+        if train_kwargs is None:
+            train_kwargs = dict(getattr(self, "train_call_", {}))
+        if self.n_latent_ == 0:
+            return np.zeros((self.adata.n_obs, 0))
+        crossed = _submodels.cross_fitted_latent(self, n_folds, random_state, train_kwargs)
+        return crossed if soft else (crossed >= 0.5).astype(float)
+
+    def annotate_adata(
+        self, adata: AnnData | None = None, *, key_added: str = "zconf", copy: bool = False
+    ) -> AnnData | None:
+        """Write Z-hat and the predictions into the AnnData.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the same genes and setup as the training data; the training data when ``None``.
+        key_added
+            Prefix of every key written.
+        copy
+            Return an annotated copy instead of writing in place.
+
+        Returns
+        -------
+        ``None``, or the annotated copy when ``copy=True``. Sets these fields:
+
+        ``adata.obsm[f"X_{key_added}"]``
+            Hard Z-hat, ``(n_obs, n_latent)`` (for ``sc.pp.neighbors(adata, use_rep="X_zconf")``); zero columns
+            when no confounder was chosen.
+        ``adata.obs[f"{key_added}_z0"], ...``
+            P(Z_j = 1 | X, D, Y) per latent, for ``sc.pl.violin`` / ``sc.pl.umap(color=...)``.
+        ``adata.obs[f"{key_added}_d_prob"]``
+            The classifier's P(D = 1 | X, Z-hat).
+        ``adata.layers[f"{key_added}_mean"]``
+            The NB head's predicted means at Z-hat.
+        ``adata.uns[key_added]``
+            ``{"params": {...model parameters, "n_latent", "version"}}``.
+        """
+        from zconf import __version__
+
+        adata = self._validate_anndata(adata)
+        predictions = self.get_predictions(adata)
+        adata = adata.copy() if copy else adata
+        params = {**self.init_params_["non_kwargs"], **self.init_params_["kwargs"].get("kwargs", {})}
+        params.pop("adata", None)
+        params.update(n_latent=self.n_latent_, version=__version__)
+        _outputs.write_outputs(adata, predictions, params, key_added)
+        return adata if copy else None

@@ -1,0 +1,59 @@
+"""The automatic choice of the number of confounders: held-out log-likelihood per candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from ._utils import fill_doc, finish, new_axes
+
+
+@fill_doc
+def latent_selection(
+    model,
+    *,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool = False,
+):
+    """Held-out log-likelihood per cell of each candidate number of confounders, relative to the chosen one.
+
+    Each point is a candidate of ``ZConf(adata, n_latent="auto")``: its mean held-out exact marginal
+    log-likelihood minus the chosen candidate's, with ±2 standard errors of the paired per-cell difference
+    (the bar a larger candidate must clear). The chosen candidate is the filled marker at 0.
+
+    Parameters
+    ----------
+    model
+        A :class:`~zconf.ZConf` trained with ``n_latent="auto"`` (it holds ``latent_selection_``).
+    {show_save_ax}
+
+    Returns
+    -------
+    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    """
+    table = getattr(model, "latent_selection_", None)
+    if table is None:
+        msg = "This model has no latent_selection_: train a ZConf(adata, n_latent='auto') first."
+        raise ValueError(msg)
+    ax_given = ax is not None
+    fig, ax = new_axes(ax, figsize=(5.0, 3.8))
+    k = table.index.to_numpy()
+    gain, se = table["gain_vs_chosen"].to_numpy(), table["gain_vs_chosen_se"].to_numpy()
+    chosen = table["chosen"].to_numpy(dtype=bool)
+    ax.axhline(0.0, color="0.6", linestyle="--", linewidth=1)
+    ax.errorbar(k, gain, yerr=2 * se, fmt="none", ecolor="C0", capsize=4)
+    ax.plot(k[~chosen], gain[~chosen], "o", mfc="white", mec="C0", ms=8, label="candidate")
+    ax.plot(k[chosen], gain[chosen], "o", color="C3", ms=9, label=f"chosen: n_latent={int(k[chosen][0])}")
+    ax.set_xticks(k)
+    ax.set_xlabel("number of binary confounders (n_latent)")
+    ax.set_ylabel("held-out log-lik. per cell\nminus the chosen (nats)")
+    absolute = table["heldout_loglik"].to_numpy()
+    ax.set_title(f"Choice of n_latent (chosen: {absolute[chosen][0]:.2f} nats per held-out cell)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    ax.margins(x=0.15)
+    if np.all(np.isfinite(gain)):
+        spread = max(float(np.max(np.abs(gain) + 2 * se)), 1e-3)
+        ax.set_ylim(-1.15 * spread, 1.15 * spread)
+    return finish(fig, ax, name="latent_selection", show=show, save=save, return_fig=return_fig, ax_given=ax_given)

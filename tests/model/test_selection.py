@@ -1,0 +1,155 @@
+"""The exact marginal likelihood, the model without Z, the automatic choice of n_latent, seeds and old saves."""
+
+import itertools
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import zconf
+from tests.conftest import COVARIATES, FAST_TRAIN, setup
+from zconf.analysis import PairedGain, choose_smallest_supported, stops_early
+from zconf.model._training import RunResult, best_of_restarts, is_collapsed
+
+OLD_MODEL = Path(__file__).parents[1] / "data" / "old_format_model"
+
+
+def _brute_force_loglik(model, adata) -> np.ndarray:
+    """log Σ_z p(z) p(D | X, z) p(Y | X, D, z), summed state by state with scipy's NB and Bernoulli pmfs."""
+    module = model.module
+    x, d = model.get_design(adata)
+    y = np.asarray(adata.layers["counts"])
+    prior = torch.sigmoid(module.z_prior_logit).detach().numpy()
+    theta = np.exp(module.nb_head.clamped_log_theta().detach().numpy())
+    w_d, b_d = module.classifier.linear.weight.detach().numpy()[0], module.classifier.linear.bias.item()
+    w_y, b_y = module.nb_head.linear.weight.detach().numpy(), module.nb_head.linear.bias.detach().numpy()
+    terms = []
+    for state in itertools.product([0.0, 1.0], repeat=module.n_latent):
+        z = np.tile(state, (len(d), 1))
+        log_prior = np.sum(np.where(np.array(state) == 1, np.log(prior), np.log1p(-prior)))
+        p_d = 1 / (1 + np.exp(-(np.hstack([x, z]) @ w_d + b_d)))
+        log_d = stats.bernoulli.logpmf(d, p_d)
+        mu = np.exp(np.hstack([x, d[:, None], z]) @ w_y.T + b_y)
+        log_y = stats.nbinom.logpmf(y, theta, theta / (theta + mu)).sum(1)
+        terms.append(log_prior + log_d + log_y)
+    return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+
+@pytest.mark.parametrize("n_latent", [0, 1, 2])
+def test_marginal_log_likelihood_equals_the_brute_force_sum(adata, n_latent):
+    adata = setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=n_latent)
+    model.train(**FAST_TRAIN)
+    loglik = model.get_marginal_log_likelihood(batch_size=37)
+    assert loglik.shape == (adata.n_obs,)
+    np.testing.assert_allclose(loglik, _brute_force_loglik(model, adata), rtol=1e-5)
+    np.testing.assert_allclose(model.get_marginal_log_likelihood(indices=[3, 1]), loglik[[3, 1]], rtol=1e-6)
+
+
+def test_model_without_z_works_everywhere(adata, tmp_path):
+    adata = setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=0)
+    model.train(**FAST_TRAIN)
+    assert model.n_latent_ == 0
+    assert model.get_latent_representation().shape == (adata.n_obs, 0)
+    adjusted, naive = model.treatment_effects(), model.treatment_effects(adjust=False)
+    np.testing.assert_array_equal(adjusted["lfc"].to_numpy(), naive["lfc"].to_numpy())
+    assert model.get_cross_fitted_latent().shape == (adata.n_obs, 0)
+    annotated = model.annotate_adata(copy=True)
+    assert annotated.obsm["X_zconf"].shape == (adata.n_obs, 0)
+    assert "zconf_d_prob" in annotated.obs and "zconf_z0" not in annotated.obs
+    model.save(tmp_path / "m")
+    loaded = zconf.ZConf.load(tmp_path / "m", adata=adata)
+    np.testing.assert_allclose(loaded.get_predictions()["d_prob"], model.get_predictions()["d_prob"], rtol=1e-6)
+
+
+def test_paired_gain_rule_and_forward_stop():
+    rng = np.random.default_rng(1)
+    base = rng.normal(-200, 10, 800)
+    noise = rng.normal(0, 1, 800)
+    assert not PairedGain.of(base + 0.01 * noise, base).clear  # a tie: no clear gain
+    assert PairedGain.of(base + 0.5 + noise, base).clear  # 0.5 nats per cell, SE 0.035
+    scores = {0: base, 1: base + 2 + noise, 2: base + 2 + noise + 0.001 * rng.normal(size=800)}
+    assert choose_smallest_supported(scores) == 1
+    assert stops_early(scores, 2) and not stops_early(scores, 1)
+
+
+def test_best_of_restarts_keeps_the_lowest_score_and_restarts_collapsed_fits():
+    calls = []
+
+    def fit(run):
+        calls.append(run)
+        return RunResult(score=[5.0, 4.0, 6.0, 3.0][run], state=run, collapsed=run < 2)
+
+    best = best_of_restarts(fit, n_init=1, max_restarts=3)
+    assert calls == [0, 1, 2, 3] and best.state == 3  # restarts go on while the best fit is a collapsed one
+    calls.clear()
+    assert best_of_restarts(fit, n_init=1, max_restarts=1).state == 1 and calls == [0, 1]  # the cap holds
+    assert best_of_restarts(lambda run: None, n_init=3, max_restarts=0) is None
+    assert is_collapsed(np.r_[np.zeros(99), 1.0][:, None]) and not is_collapsed(np.zeros((5, 0)))
+
+
+def test_auto_chooses_no_confounder_when_there_is_none():
+    adata = setup(zconf.data.simulate("no_confounder", n_obs=400, n_vars=30, random_state=3))
+    model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
+    model.train(accelerator="cpu", enable_progress_bar=False)  # default epochs: candidates need them
+    table = model.latent_selection_
+    assert model.n_latent_ == 0 and table["chosen"].sum() == 1 and bool(table.loc[0, "chosen"])
+    assert {"heldout_loglik", "heldout_loglik_se", "fit_seconds"} <= set(table.columns)
+    np.testing.assert_array_equal(
+        model.treatment_effects()["lfc"].to_numpy(), model.treatment_effects(adjust=False)["lfc"].to_numpy()
+    )
+
+
+def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path):
+    adata = setup(zconf.data.simulate("confounded", n_obs=400, n_vars=30, random_state=4, gamma2_scale=1.5))
+    model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
+    model.train(accelerator="cpu", enable_progress_bar=False)
+    assert model.n_latent_ == 1
+    z = model.get_latent_representation(soft=True)
+    assert max(abs(np.corrcoef(z[:, j], adata.obsm["z_true"][:, 0])[0, 1]) for j in range(z.shape[1])) > 0.9
+    model.save(tmp_path / "auto")
+    loaded = zconf.ZConf.load(tmp_path / "auto", adata=adata)
+    assert loaded.n_latent_ == model.n_latent_
+    np.testing.assert_allclose(loaded.get_latent_representation(soft=True), z, rtol=1e-6)
+    assert loaded.latent_selection_.equals(model.latent_selection_)
+
+
+def test_same_call_gives_the_same_answer(adata):
+    adata = setup(adata)
+    results = []
+    for _ in range(2):
+        model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
+        model.train(max_epochs=4, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+        results.append((model.get_latent_representation(soft=True), model.treatment_effects()["lfc"].to_numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    state = torch.get_rng_state()
+    model.train(max_epochs=2, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+    assert torch.equal(state, torch.get_rng_state())  # the user's random stream is left alone
+
+
+def test_a_model_saved_by_version_0_1_still_loads():
+    adata = ad.read_h5ad(OLD_MODEL / "model_v0_1" / "adata.h5ad")
+    model = zconf.ZConf.load(OLD_MODEL / "model_v0_1", adata=adata)
+    assert model.n_latent_ == 1
+    np.testing.assert_allclose(model.get_latent_representation(soft=True), np.load(OLD_MODEL / "z_prob.npy"), rtol=1e-5)
+    assert COVARIATES[:2] == list(adata.obsm["_scvi_extra_continuous_covs"].columns)
+
+
+def test_latent_selection_plot(tmp_path):
+    import matplotlib
+
+    matplotlib.use("agg")
+    adata = setup(zconf.data.simulate("confounded", n_obs=300, n_vars=30, random_state=5))
+    model = zconf.ZConf(adata, n_hidden=8, max_latent=1)
+    model.train(max_epochs=8, n_init=1, accelerator="cpu", enable_progress_bar=False)
+    ax = zconf.pl.latent_selection(model, show=False)
+    assert len(ax.lines) >= 2 and "chosen" in ax.get_title()
+    zconf.pl.latent_selection(model, save=str(tmp_path / "selection.png"))
+    assert (tmp_path / "selection.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="latent_selection_"):
+        zconf.pl.latent_selection(zconf.ZConf(adata, n_latent=1))
