@@ -110,13 +110,32 @@ def run_one(scenario: str, seed: int, n_obs: int | None, n_vars: int | None) -> 
     return row
 
 
+def combine() -> None:
+    """Put the per-scenario summaries (``--suffix _<scenario>`` runs) into ``results/selection_summary.md``."""
+    import json
+
+    from benchmarks._common import RESULTS
+
+    rows = []
+    for scenario in SCENARIOS:
+        path = RESULTS / f"selection_summary_{scenario}.json"
+        if path.exists():
+            rows.extend(json.loads(path.read_text()))
+    columns = ["scenario", "n_seeds", "n_latent_counts"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "worst")]
+    write("selection_summary", rows, columns, "Automatic n_latent: summary over seeds, every scenario")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     parser.add_argument("--seeds", type=int, default=None, help="seeds per scenario (default: SCENARIOS)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 400 cells x 40 genes")
     parser.add_argument("--suffix", default="")
+    parser.add_argument("--combine", action="store_true", help="only merge the per-scenario summaries")
     args = parser.parse_args(argv)
+    if args.combine:
+        combine()
+        return
     quiet()
     size = (400, 40) if args.quick else (None, None)
     rows = []

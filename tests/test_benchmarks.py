@@ -118,3 +118,12 @@ def test_summary_table_from_committed_results(tmp_path, monkeypatch):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE" not in text
     assert "| measurement | target | measured |" in text and "middle" in text
     assert "| confounded | zconf, defaults |" in text
+
+
+def test_selection_smoke(tmp_path):
+    from benchmarks import selection
+
+    selection.main(["--quick", "--scenarios", "no_confounder", "--suffix", "_smoke"])
+    rows = json.loads((tmp_path / "selection_smoke.json").read_text())
+    assert rows[0]["scenario"] == "no_confounder" and rows[0]["n_latent"] >= 0
+    assert 0 < rows[0]["rmse_ratio_to_naive"] < 10

@@ -165,6 +165,9 @@ def choose_n_latent(model) -> None:
     chosen, table = select_n_latent(model, max_latent, model.train_call_)
     model.latent_selection_ = table
     model.n_latent_ = chosen
+    model._model_summary_string = model._model_summary_string.replace(
+        "n_latent=auto", f"n_latent=auto (chose {chosen})"
+    )
     if chosen == 0:
         logger.info("No confounder supported by the data (n_latent=0): effects are unadjusted.")
     else:
