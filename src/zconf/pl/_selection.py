@@ -55,5 +55,6 @@ def latent_selection(
     ax.margins(x=0.15)
     if np.all(np.isfinite(gain)):
         spread = max(float(np.max(np.abs(gain) + 2 * se)), 1e-3)
-        ax.set_ylim(-1.15 * spread, 1.15 * spread)
+        top = max(float(np.max(gain + 2 * se)), 0.0)  # no candidate beats the chosen one by much: little room above
+        ax.set_ylim(-1.15 * spread, top + 0.25 * spread)
     return finish(fig, ax, name="latent_selection", show=show, save=save, return_fig=return_fig, ax_given=ax_given)
