@@ -118,8 +118,12 @@ def _scvi(adata, seed: int, smoke: bool, max_epochs: int | None) -> tuple[dict, 
 
 
 def _scib(normalised: ad.AnnData, embeddings: dict[str, np.ndarray]) -> dict[str, dict]:
-    """scib-metrics' Benchmarker, unscaled, over all embeddings of one data set."""
-    from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
+    """scib-metrics' Benchmarker, unscaled, over all embeddings of one data set (empty without scib-metrics)."""
+    try:
+        from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
+    except ModuleNotFoundError:
+        print("scib-metrics is not installed (pip install -e '.[bench]'): its columns are left out.", flush=True)
+        return {}
 
     scored = normalised.copy()
     sc.pp.pca(scored, n_comps=min(50, min(scored.shape) - 1), random_state=0)
@@ -184,7 +188,7 @@ def run_dataset(
                 **row,
                 "mixing_balanced_accuracy": zconf.metrics.dataset_mixing(latent, adata.obs[DATASET_KEY]),
                 "celltype_knn15_accuracy": zconf.metrics.knn_label_accuracy(latent, adata.obs[LABEL_KEY]),
-                **scib[f"{row['method']}|{row['seed']}"],
+                **scib.get(f"{row['method']}|{row['seed']}", {}),
             }
         )
     if latents is not None:
@@ -196,7 +200,7 @@ def run_dataset(
 
 def plot_umaps(latents: Path, data_dir: Path, datasets: list[str], method: str = "PairedVAE (alternate)") -> None:
     """Render ``zconf.pl.integration_umap`` for each data set from the saved first-seed embeddings."""
-    from zconf.pl._integration import integration_umap
+    from zconf.pl import integration_umap
 
     for name in datasets:
         adata = ad.read_h5ad(data_dir / f"{name}.h5ad")
