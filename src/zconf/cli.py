@@ -20,6 +20,16 @@ from .data import PRESETS
 
 logger = logging.getLogger("zconf")
 
+#: The arguments of :meth:`zconf.ZConf.setup_anndata` that ``zconf fit`` has flags for (same names).
+SETUP_ARGS: tuple[str, ...] = (
+    "treatment_key",
+    "layer",
+    "control_level",
+    "categorical_covariate_keys",
+    "continuous_covariate_keys",
+    "size_factor_key",
+)
+
 
 class UserError(Exception):
     """An error in the user's input: printed as one line, no traceback."""
@@ -245,6 +255,7 @@ def fit_and_write(
     -------
     The summary (what ``summary.json`` holds).
     """
+    setup = {name: value for name, value in locals().items() if name in SETUP_ARGS}  # as given, by SETUP_ARGS
     import anndata as ad
     import scvi
 
@@ -270,15 +281,7 @@ def fit_and_write(
         adata = ad.read_h5ad(adata)
 
     scvi.settings.seed = random_state
-    ZConf.setup_anndata(
-        adata,
-        layer=layer,
-        treatment_key=treatment_key,
-        control_level=control_level,
-        categorical_covariate_keys=categorical_covariate_keys,
-        continuous_covariate_keys=continuous_covariate_keys,
-        size_factor_key=size_factor_key,
-    )
+    ZConf.setup_anndata(adata, **setup)
     model = ZConf(adata, **model_kwargs)
     start = time.perf_counter()
     model.train(**train_kwargs)
@@ -380,6 +383,22 @@ def _effects_kwargs(args: argparse.Namespace) -> dict:
     return {"sample_key": getattr(args, "sample_key", None), "groupby": getattr(args, "groupby", None)}
 
 
+def _fit_from_flags(args: argparse.Namespace, adata, **keywords) -> None:
+    """Run :func:`fit_and_write` with the keywords every fitting command takes from its flags; print the summary."""
+    summary = fit_and_write(
+        adata,
+        save_model=args.save_model,
+        cross_fit=args.cross_fit,
+        random_state=args.random_state,
+        force=args.force,
+        model_kwargs=_model_kwargs(args),
+        train_kwargs=_train_kwargs(args),
+        effects_kwargs=_effects_kwargs(args),
+        **keywords,
+    )
+    _print_summary(summary)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate the confounded preset, fit with defaults and write the outputs (`make demo`)."""
     from .data import simulate
@@ -388,7 +407,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _prepare_output(out_dir, args.force)
     adata = simulate("confounded", random_state=args.random_state)
     print(f"Simulated the 'confounded' preset: {adata.n_obs} cells x {adata.n_vars} genes.")
-    summary = fit_and_write(
+    _fit_from_flags(
+        args,
         adata,
         out=out_dir / "demo.h5ad",
         treatment_key="treatment",
@@ -396,41 +416,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         continuous_covariate_keys=[c for c in adata.obs if c.startswith("x")],
         plots=out_dir / "plots",
         summary_out=out_dir / "summary.json",
-        save_model=args.save_model,
         effects=out_dir / "effects.csv",
-        cross_fit=args.cross_fit,
-        random_state=args.random_state,
-        force=args.force,
-        model_kwargs=_model_kwargs(args),
-        train_kwargs=_train_kwargs(args),
     )
-    _print_summary(summary)
     print(f"Outputs in {out_dir}/: demo.h5ad, effects.csv, summary.json, plots/*.png")
     return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit ZConf to an .h5ad and write the annotated AnnData."""
-    summary = fit_and_write(
-        args.data,
-        out=args.out,
-        treatment_key=args.treatment_key,
-        layer=args.layer,
-        control_level=args.control_level,
-        categorical_covariate_keys=args.categorical_covariate_keys,
-        continuous_covariate_keys=args.continuous_covariate_keys,
-        size_factor_key=args.size_factor_key,
-        plots=args.plots,
-        save_model=args.save_model,
-        effects=args.effects,
-        cross_fit=args.cross_fit,
-        random_state=args.random_state,
-        force=args.force,
-        model_kwargs=_model_kwargs(args),
-        train_kwargs=_train_kwargs(args),
-        effects_kwargs=_effects_kwargs(args),
-    )
-    _print_summary(summary)
+    setup = {name: getattr(args, name) for name in SETUP_ARGS}
+    _fit_from_flags(args, args.data, out=args.out, plots=args.plots, effects=args.effects, **setup)
     print(f"Wrote {args.out}.")
     return 0
 

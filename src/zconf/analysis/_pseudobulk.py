@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
 
-from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm
+from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm, latent_block
 
 from ._effects import benjamini_hochberg
 
@@ -192,19 +192,10 @@ def _check_treatment(treatment: np.ndarray, samples: np.ndarray) -> np.ndarray:
 
 
 def _check_z(z, n_obs: int) -> np.ndarray:
-    values = np.asarray(z)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.ndim != 2 or values.shape[0] != n_obs:
-        msg = f"`z` must have shape ({n_obs},) or ({n_obs}, k), got {np.shape(z)}."
-        raise ValueError(msg)
-    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-        msg = f"`z` must be numeric 0/1 (one-hot code a categorical latent), got dtype {values.dtype}."
-        raise TypeError(msg)
-    values = values.astype(float)
-    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+    values = latent_block(z, n_obs)
+    if values.min(initial=0.0) < 0 or values.max(initial=1.0) > 1:
         msg = (
-            "`z` must hold hard 0/1 states (or probabilities in [0, 1]); got values outside [0, 1] or NaN. "
+            "`z` must hold hard 0/1 states (or probabilities in [0, 1]); got values outside [0, 1]. "
             "Pass model.get_latent_representation() (hard) rather than a continuous embedding."
         )
         raise ValueError(msg)

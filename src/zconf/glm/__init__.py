@@ -1,6 +1,6 @@
 """Batched GLMs by IRLS (per-gene negative binomial, logistic) and the one GLM design, [1, X, D, Z]."""
 
-from ._design import Design, RegressionData, design_from_blocks, design_matrix
+from ._design import Design, RegressionData, design_from_blocks, design_matrix, latent_block
 from ._irls import GLMFit, fit_logistic_glm, fit_nb_glm, nb_unit_deviance
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "design_matrix",
     "fit_logistic_glm",
     "fit_nb_glm",
+    "latent_block",
     "nb_unit_deviance",
 ]

@@ -46,6 +46,22 @@ def _as_block(values, n_obs: int | None, name: str) -> np.ndarray:
     return array
 
 
+def latent_block(z, n_obs: int) -> np.ndarray:
+    """A given Z (or known factors) as a finite float ``(n_obs, k)`` block: a 1-D array is one column.
+
+    Raises a TypeError for a non-numeric Z and a ValueError for a wrong shape or NaN/infinite values.
+    """
+    values = np.asarray(z)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        msg = f"`z` must be numeric 0/1 (one-hot code categorical factors), got dtype {values.dtype}."
+        raise TypeError(msg)
+    values = _as_block(values, n_obs, "z")
+    if not np.isfinite(values).all():
+        msg = "`z` contains NaN or infinite values."
+        raise ValueError(msg)
+    return values
+
+
 def design_from_blocks(blocks: dict[str, np.ndarray]) -> Design:
     """Stack named ``(n_obs, k)`` blocks side by side in :data:`BLOCKS` order and record their positions."""
     columns, parts, start = {}, [], 0

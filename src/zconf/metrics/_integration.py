@@ -9,6 +9,14 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from zconf._docs import fill_docstring
+
+#: The parameters both metrics share, numpy style.
+fill_doc = fill_docstring(
+    param_latent="latent\n    Embedding ``(n_obs, n_dims)``.",
+    param_folds="n_folds\n    Stratified cross-validation folds.\nrandom_state\n    Seed of the fold split.",
+)
+
 
 def _check(latent, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
     latent = np.asarray(latent, dtype=float)
@@ -32,6 +40,7 @@ def _cross_validated(classifier, latent, labels, name: str, scoring: str, n_fold
     return float(cross_val_score(classifier, latent, labels, cv=folds, scoring=scoring).mean())
 
 
+@fill_doc
 def dataset_mixing(latent, datasets, *, n_folds: int = 5, random_state: int = 0) -> float:
     """Balanced accuracy of a logistic classifier predicting the dataset from the latent space (k-fold).
 
@@ -39,14 +48,10 @@ def dataset_mixing(latent, datasets, *, n_folds: int = 5, random_state: int = 0)
 
     Parameters
     ----------
-    latent
-        Embedding ``(n_obs, n_dims)``.
+    {param_latent}
     datasets
         Dataset label of each cell.
-    n_folds
-        Stratified cross-validation folds.
-    random_state
-        Seed of the fold split.
+    {param_folds}
 
     Returns
     -------
@@ -63,6 +68,7 @@ def dataset_mixing(latent, datasets, *, n_folds: int = 5, random_state: int = 0)
     return _cross_validated(classifier, latent, datasets, "datasets", "balanced_accuracy", n_folds, random_state)
 
 
+@fill_doc
 def knn_label_accuracy(latent, labels, *, n_neighbors: int = 15, n_folds: int = 5, random_state: int = 0) -> float:
     """Accuracy of a k-nearest-neighbour classifier of ``labels`` (cell types) in the latent space (k-fold).
 
@@ -70,16 +76,12 @@ def knn_label_accuracy(latent, labels, *, n_neighbors: int = 15, n_folds: int = 
 
     Parameters
     ----------
-    latent
-        Embedding ``(n_obs, n_dims)``.
+    {param_latent}
     labels
         Label of each cell (for example the cell type).
     n_neighbors
         Neighbours of the classifier.
-    n_folds
-        Stratified cross-validation folds.
-    random_state
-        Seed of the fold split.
+    {param_folds}
 
     Returns
     -------

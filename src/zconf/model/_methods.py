@@ -14,11 +14,12 @@ from anndata import AnnData
 
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import pseudobulk_effects, treatment_effects
-from zconf.glm import RegressionData
+from zconf.glm import RegressionData, latent_block
 from zconf.metrics import deviance_partial_r2_from_arrays
 
 from . import _outputs, _submodels
-from ._validation import check_effects_options, external_z, is_in_memory, required_obs_column
+from ._docs import fill_doc
+from ._validation import check_effects_options, is_in_memory, required_obs_column
 
 Z_SOURCES = ("soft", "hard")
 
@@ -47,6 +48,7 @@ class AnalysisMethods:
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         return _outputs.collect_marginal_log_likelihood(self.module, loader)
 
+    @fill_doc
     def get_design(
         self, adata: AnnData | None = None, reference_coding: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +56,7 @@ class AnalysisMethods:
 
         Parameters
         ----------
-        adata
-            AnnData set up like the training data; the training data when ``None``.
+        {param_adata}
         reference_coding
             Drop the first level of each categorical covariate (default: as the heads do, i.e. when they
             have an intercept).
@@ -91,10 +92,11 @@ class AnalysisMethods:
         if not adjust:
             return None
         if not isinstance(z, str):
-            return external_z(z, n_obs)
+            return latent_block(z, n_obs)
         values = self.get_latent_representation(adata, soft=(z == "soft"))
         return values if values.shape[1] else None  # the model without Z: the unadjusted fit
 
+    @fill_doc
     def treatment_effects(
         self,
         adata: AnnData | None = None,
@@ -119,8 +121,7 @@ class AnalysisMethods:
 
         Parameters
         ----------
-        adata
-            AnnData set up like the training data; the training data when ``None``.
+        {param_adata}
         adjust
             Include Z-hat; ``False`` gives the naive estimate, for comparison.
         z
@@ -167,11 +168,7 @@ class AnalysisMethods:
 
         Examples
         --------
-        >>> import zconf
-        >>> adata = zconf.data.simulate("confounded", n_obs=300, n_vars=20)
-        >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
-        >>> model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
-        >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+        {example_trained_zconf}
         >>> table = model.treatment_effects()
         >>> list(table.columns[:6])
         ['lfc', 'log2fc', 'se', 'stat', 'pvalue', 'padj']
@@ -237,6 +234,7 @@ class AnalysisMethods:
         values["genes"] = pd.Series(values["genes"], index=adata.var_names, name="partial_r2")
         return values
 
+    @fill_doc
     def get_cross_fitted_latent(
         self,
         n_folds: int = 2,
@@ -277,11 +275,7 @@ class AnalysisMethods:
 
         Examples
         --------
-        >>> import zconf
-        >>> adata = zconf.data.simulate("confounded", n_obs=300, n_vars=20)
-        >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
-        >>> model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
-        >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+        {example_trained_zconf}
         >>> z_cross = model.get_cross_fitted_latent(n_folds=2)
         >>> z_cross.shape
         (300, 1)
@@ -296,6 +290,7 @@ class AnalysisMethods:
         crossed = _submodels.cross_fitted_latent(self, n_folds, random_state, train_kwargs)
         return crossed if soft else (crossed >= 0.5).astype(float)
 
+    @fill_doc
     def annotate_adata(
         self, adata: AnnData | None = None, *, key_added: str = "zconf", copy: bool = False
     ) -> AnnData | None:
@@ -303,8 +298,7 @@ class AnalysisMethods:
 
         Parameters
         ----------
-        adata
-            AnnData with the same genes and setup as the training data; the training data when ``None``.
+        {param_adata_same_genes}
         key_added
             Prefix of every key written.
         copy

@@ -22,6 +22,7 @@ from zconf.train import ZConfTrainingPlan
 
 from . import _outputs, _submodels, _training, _validation
 from ._base import ZconfModelMixin
+from ._docs import fill_doc
 from ._fields import TreatmentObsField
 from ._methods import AnalysisMethods
 
@@ -31,6 +32,7 @@ DEFAULT_TRAIN_KWARGS = _training.DEFAULT_TRAIN_KWARGS
 default_max_epochs = _training.default_max_epochs
 
 
+@fill_doc
 class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseModelClass):
     """Infer an unmeasured binary confounder Z-hat from covariates X, treatment D and counts Y.
 
@@ -77,13 +79,9 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     Examples
     --------
-    >>> import zconf
-    >>> adata = zconf.data.simulate("seed", n_obs=200, n_vars=30)
-    >>> zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment")
-    >>> model = zconf.ZConf(adata, n_hidden=16, n_latent=1)
-    >>> model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    {example_trained_zconf}
     >>> model.get_latent_representation().shape
-    (200, 1)
+    (300, 1)
     """
 
     _module_cls = ZConfModule
@@ -280,6 +278,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ getters
+    @fill_doc
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
@@ -291,14 +290,11 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
         Parameters
         ----------
-        adata
-            AnnData with the same genes and setup as the training data; the training data when ``None``.
-        indices
-            Cells to use; all when ``None``.
+        {param_adata_same_genes}
+        {param_indices}
         soft
             Return the probabilities P(Z=1 | X, D, Y) instead of the hard 0/1 Z-hat.
-        batch_size
-            Minibatch size for inference.
+        {param_batch_size}
 
         Returns
         -------
@@ -308,6 +304,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         predictions = self.get_predictions(adata, indices=indices, batch_size=batch_size, keys=(key,))
         return predictions["z_prob" if soft else "z_hat"]
 
+    @fill_doc
     def get_predictions(
         self,
         adata: AnnData | None = None,
@@ -321,12 +318,9 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
         Parameters
         ----------
-        adata
-            AnnData with the same genes and setup as the training data; the training data when ``None``.
-        indices
-            Cells to use; all when ``None``.
-        batch_size
-            Minibatch size for inference.
+        {param_adata_same_genes}
+        {param_indices}
+        {param_batch_size}
         keys
             Module keys to compute; all when ``None`` (the heads are skipped when only Z is asked for).
 

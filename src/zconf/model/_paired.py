@@ -20,6 +20,7 @@ from zconf.train import PairedAdversarialPlan
 
 from . import _validation
 from ._base import ZconfModelMixin
+from ._docs import fill_doc
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def _dataset_levels(adata: AnnData, dataset_key: str | None) -> list:
     return levels
 
 
+@fill_doc
 class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Two VAEs, one per dataset, on a shared N(0, I) latent space, aligned by a domain discriminator.
 
@@ -85,16 +87,7 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     ----------
     adata
         AnnData registered with :meth:`setup_anndata`.
-    n_latent
-        Dimension of the shared latent space.
-    n_hidden
-        Hidden units of the encoders and decoders.
-    n_layers
-        Hidden layers of the encoders and decoders.
-    dropout_rate
-        Dropout in the encoders.
-    n_hidden_discriminator
-        Hidden units of the discriminator.
+    {paired_architecture}
 
     Examples
     --------
@@ -238,6 +231,7 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
 
     @torch.inference_mode()
+    @fill_doc
     def get_latent_representation(
         self, adata: AnnData | None = None, indices: Sequence[int] | None = None, batch_size: int | None = None
     ) -> np.ndarray:
@@ -245,12 +239,9 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData set up like the training data; the training data when ``None``.
-        indices
-            Cells to use; all when ``None``.
-        batch_size
-            Minibatch size for inference.
+        {param_adata}
+        {param_indices}
+        {param_batch_size}
         """
         self._check_trained()
         adata = self._validate_anndata(adata)
@@ -259,6 +250,7 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         means = [self.module.inference(**self.module._get_inference_input(batch))["qz_m"].cpu() for batch in loader]
         return torch.cat(means).numpy()
 
+    @fill_doc
     def annotate_adata(
         self, adata: AnnData | None = None, *, key_added: str = "pairedvae", copy: bool = False
     ) -> AnnData | None:
@@ -268,8 +260,7 @@ class PairedVAE(ZconfModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData set up like the training data; the training data when ``None``.
+        {param_adata}
         key_added
             Name after ``X_`` of the ``obsm`` key.
         copy

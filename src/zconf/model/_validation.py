@@ -213,29 +213,30 @@ def validate_covariates(adata: AnnData, categorical_keys: list[str] | None, cont
                 )
 
 
+def _positive_column(adata: AnnData, where: str, key: str, what: str, requirement: str) -> np.ndarray:
+    """``adata.obs[key]`` or ``adata.var[key]`` (``where``) as floats, which must all be positive and finite."""
+    frame = getattr(adata, where)
+    if key not in frame:
+        msg = f"{what} key {key!r} not found in adata.{where} (columns: {list(frame.columns)})."
+        raise KeyError(msg)
+    values = frame[key].to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or values.min() <= 0:
+        msg = f"adata.{where}[{key!r}] must {requirement}."
+        raise ValueError(msg)
+    return values
+
+
 def validate_size_factor(adata: AnnData, size_factor_key: str | None) -> None:
     """The size factor must be a positive, finite ``obs`` column."""
-    if size_factor_key is None:
-        return
-    if size_factor_key not in adata.obs:
-        msg = f"Size factor key {size_factor_key!r} not found in adata.obs."
-        raise KeyError(msg)
-    values = adata.obs[size_factor_key].to_numpy(dtype=float)
-    if not np.all(np.isfinite(values)) or values.min() <= 0:
-        msg = f"adata.obs[{size_factor_key!r}] must be positive and finite (it enters as log offset)."
-        raise ValueError(msg)
+    if size_factor_key is not None:
+        requirement = "be positive and finite (it enters as log offset)"
+        _positive_column(adata, "obs", size_factor_key, "Size factor", requirement)
 
 
 def validate_dispersion(adata: AnnData, dispersion_key: str) -> np.ndarray:
     """Known NB dispersions from ``adata.var[dispersion_key]``: positive and finite."""
-    if dispersion_key not in adata.var:
-        msg = f"Dispersion key {dispersion_key!r} not found in adata.var (columns: {list(adata.var.columns)})."
-        raise KeyError(msg)
-    values = adata.var[dispersion_key].to_numpy(dtype=float)
-    if not np.all(np.isfinite(values)) or values.min() <= 0:
-        msg = f"adata.var[{dispersion_key!r}] must hold positive, finite NB dispersions (Var = mu + alpha mu^2)."
-        raise ValueError(msg)
-    return values
+    requirement = "hold positive, finite NB dispersions (Var = mu + alpha mu^2)"
+    return _positive_column(adata, "var", dispersion_key, "Dispersion", requirement)
 
 
 def check_same_genes(adata: AnnData, trained: pd.Index) -> None:
@@ -261,24 +262,6 @@ def check_n_latent(n_latent, max_latent) -> None:
     if not isinstance(max_latent, int | np.integer) or max_latent < 0:
         msg = f"`max_latent` must be an integer >= 0, got {max_latent!r}."
         raise ValueError(msg)
-
-
-def external_z(z, n_obs: int) -> np.ndarray:
-    """Validate a user-supplied Z (or known factor) matrix for the effects design."""
-    values = np.asarray(z)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.ndim != 2 or values.shape[0] != n_obs:
-        msg = f"`z` as an array must have shape (n_obs,) or (n_obs, k) with n_obs={n_obs}, got {values.shape}."
-        raise ValueError(msg)
-    if not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
-        msg = f"`z` as an array must be numeric (one-hot code categorical factors), got dtype {values.dtype}."
-        raise TypeError(msg)
-    values = values.astype(float)
-    if not np.isfinite(values).all():
-        msg = "`z` as an array contains NaN or infinite values."
-        raise ValueError(msg)
-    return values
 
 
 def check_effects_options(alpha: float, dispersion: str) -> None:

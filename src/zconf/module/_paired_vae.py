@@ -11,6 +11,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from zconf._constants import PAIRED_KEYS
+from zconf._docs import fill_docstring
 
 from ._losses import LOG_THETA_CLAMP
 
@@ -22,8 +23,21 @@ PAIRED_PHASE_SUBNETS: dict[str, tuple[str, ...]] = {
     "discriminator": ("discriminator",),
     "encoder": ("vae",),
 }
+#: The architecture parameters of :class:`PairedVAEModule` (and of :class:`zconf.PairedVAE`), numpy style.
+PAIRED_ARCHITECTURE_DOC = """\
+n_latent
+    Dimension of the shared latent space.
+n_hidden
+    Hidden units of every encoder and decoder layer.
+n_layers
+    Hidden layers of the encoders and decoders.
+dropout_rate
+    Dropout in the encoders.
+n_hidden_discriminator
+    Hidden units of the discriminator."""
 
 
+@fill_docstring(paired_architecture=PAIRED_ARCHITECTURE_DOC)
 class PairedVAEModule(BaseModuleClass):
     """Dataset-specific encoders and decoders over one latent space, and a domain discriminator.
 
@@ -36,16 +50,7 @@ class PairedVAEModule(BaseModuleClass):
     ----------
     n_input
         Number of genes.
-    n_latent
-        Dimension of the shared latent space.
-    n_hidden
-        Hidden units of every encoder and decoder layer.
-    n_layers
-        Hidden layers of the encoders and decoders.
-    dropout_rate
-        Dropout in the encoders.
-    n_hidden_discriminator
-        Hidden units of the discriminator.
+    {paired_architecture}
     tied_init
         Start both VAEs from the same weights (they are trained separately from there).
     """

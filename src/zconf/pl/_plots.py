@@ -95,7 +95,7 @@ def zhat_vs_true(
 
     Returns
     -------
-    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    {returns_axes}
     """
     if key is not None and soft:
         msg = f"Pass either `key` ({key!r}) or `soft=True` (which reads `key_added`'s probability column), not both."
@@ -156,7 +156,7 @@ def treatment_logits(
 
     Returns
     -------
-    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    {returns_axes}
     """
     key = OUTPUT_KEYS.D_PROB_COLUMN.format(key=key_added) if key is None else key
     pred = _obs_or_obsm(adata, key)
@@ -220,7 +220,7 @@ def gene_correlations(
 
     Returns
     -------
-    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    {returns_axes}
     """
     layer = OUTPUT_KEYS.MEAN_LAYER.format(key=key_added) if layer is None else layer
     pred = _layer(adata, layer)
@@ -419,7 +419,7 @@ def zhat_by_group(
 
     Returns
     -------
-    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    {returns_axes}
     """
     if groupby not in adata.obs:
         msg = f"`groupby` column {groupby!r} not found in adata.obs (columns: {list(adata.obs.columns)})."

@@ -31,7 +31,7 @@ def latent_selection(
 
     Returns
     -------
-    The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``.
+    {returns_axes}
     """
     table = getattr(model, "latent_selection_", None)
     if table is None:

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from zconf._docs import fill_docstring
+
 #: Parameter text shared by every plot (like ``scanpy/plotting/_docs.py``).
 DOC_SHOW_SAVE_AX = """\
 ax
@@ -22,10 +24,11 @@ return_fig
     Return the :class:`~matplotlib.figure.Figure` instead of the Axes."""
 
 
-def fill_doc(func):
-    """Insert the shared parameter text at ``{show_save_ax}`` in a docstring."""
-    func.__doc__ = func.__doc__.replace("{show_save_ax}", DOC_SHOW_SAVE_AX.replace("\n", "\n    "))
-    return func
+#: The Returns text of every plot that draws on one Axes.
+DOC_RETURNS_AXES = "The Axes when ``show=False``, the Figure with ``return_fig=True``, else ``None``."
+
+#: Fills ``{show_save_ax}`` and ``{returns_axes}`` in a plot's docstring.
+fill_doc = fill_docstring(show_save_ax=DOC_SHOW_SAVE_AX, returns_axes=DOC_RETURNS_AXES)
 
 
 def new_axes(ax: Axes | None, figsize: tuple[float, float] = (5.5, 4.5)) -> tuple[Figure, Axes]:

@@ -127,28 +127,18 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
             warnings.warn("`kl_weight` is deprecated; use `prior_weight`.", FutureWarning, stacklevel=2)
             check_nonnegative(kl_weight=kl_weight)
             prior_weight = kl_weight
+        # the loss weights, named once: checked here, then passed on as the module's loss keywords
+        weights = {"bce_weight": bce_weight, "nb_weight": nb_weight, "prior_weight": prior_weight}
+        weights |= {"dbpr_weight": dbpr_weight, "dbpr_treatment_weight": dbpr_treatment_weight}
         check_nonnegative(
             **{"lr": lr, "lr_heads": lr_heads, "lr_classifier": lr_classifier, "lr_nb_head": lr_nb_head},
             **{"weight_decay": weight_decay, "weight_decay_heads": weight_decay_heads},
-            **{"bce_weight": bce_weight, "nb_weight": nb_weight, "prior_weight": prior_weight},
-            **{"dbpr_weight": dbpr_weight, "dbpr_treatment_weight": dbpr_treatment_weight},
+            **weights,
         )
         if temperature_start <= 0 or temperature_end <= 0:
             msg = f"Temperatures must be > 0, got {temperature_start} and {temperature_end}."
             raise ValueError(msg)
-        super().__init__(
-            module,
-            lr=lr,
-            weight_decay=weight_decay,
-            eps=eps,
-            bce_weight=bce_weight,
-            nb_weight=nb_weight,
-            prior_weight=prior_weight,
-            loss_scale=loss_scale,
-            dbpr_weight=dbpr_weight,
-            dbpr_treatment_weight=dbpr_treatment_weight,
-            **kwargs,
-        )
+        super().__init__(module, lr=lr, weight_decay=weight_decay, eps=eps, loss_scale=loss_scale, **weights, **kwargs)
         self.schedule = schedule
         self.predictor_epochs, self.generator_epochs = predictor_epochs, generator_epochs
         self.predictor_steps = predictor_steps
