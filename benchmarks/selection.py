@@ -90,6 +90,7 @@ def run_one(scenario: str, seed: int, n_obs: int | None, n_vars: int | None) -> 
         "scenario": scenario,
         "seed": seed,
         "n_latent": int(model.n_latent_),
+        "latent": zconf.analysis.candidate_label((model.latent_distribution_, model.n_latent_)),
         "rmse_zconf": _rmse(adjusted, truth),
         "rmse_naive": _rmse(naive, truth),
         "rmse_oracle": _rmse(oracle, truth),
@@ -101,9 +102,9 @@ def run_one(scenario: str, seed: int, n_obs: int | None, n_vars: int | None) -> 
     row["rmse_ratio_to_naive"] = row["rmse_zconf"] / row["rmse_naive"]
     row["rmse_ratio_to_oracle"] = row["rmse_zconf"] / row["rmse_oracle"]
     table = model.latent_selection_
-    row["heldout_gain_1_vs_0"] = float(table.loc[1, "heldout_loglik"] - table.loc[0, "heldout_loglik"])
+    row["heldout_gain_1_vs_0"] = float(table.loc["bernoulli 1", "heldout_loglik"] - table.loc["none", "heldout_loglik"])
     print(
-        f"{scenario} seed {seed}: n_latent={row['n_latent']}, RMSE/naive {row['rmse_ratio_to_naive']:.3f}, "
+        f"{scenario} seed {seed}: {row['latent']}, RMSE/naive {row['rmse_ratio_to_naive']:.3f}, "
         f"RMSE/oracle {row['rmse_ratio_to_oracle']:.3f}, {seconds:.0f} s",
         flush=True,
     )
@@ -142,13 +143,14 @@ def main(argv=None) -> None:
     for scenario in args.scenarios:
         n_seeds = 1 if args.quick else (args.seeds or SCENARIOS[scenario])
         rows.extend(run_one(scenario, seed, *size) for seed in range(n_seeds))
-        columns = ["scenario", "seed", *METRICS, "rmse_zconf", "rmse_naive", "rmse_oracle", "heldout_gain_1_vs_0"]
+        columns = ["scenario", "seed", "latent", *METRICS, "rmse_zconf", "rmse_naive", "rmse_oracle"]
+        columns.append("heldout_gain_1_vs_0")
         write(f"selection{args.suffix}", rows, columns, "Automatic n_latent per scenario and seed (defaults)")
     summary = summarise(rows, ("scenario",), METRICS)
     for row in summary:
         part = [r for r in rows if r["scenario"] == row["scenario"]]
-        values, counts = np.unique([r["n_latent"] for r in part], return_counts=True)
-        row["n_latent_counts"] = ", ".join(f"k={v}: {c}" for v, c in zip(values, counts, strict=True))
+        values, counts = np.unique([r["latent"] for r in part], return_counts=True)
+        row["n_latent_counts"] = ", ".join(f"{v}: {c}" for v, c in zip(values, counts, strict=True))
     columns = ["scenario", "n_seeds", "n_latent_counts"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "worst")]
     write(f"selection_summary{args.suffix}", summary, columns, "Automatic n_latent: summary over seeds")
 

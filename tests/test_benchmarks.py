@@ -127,3 +127,17 @@ def test_selection_smoke(tmp_path):
     rows = json.loads((tmp_path / "selection_smoke.json").read_text())
     assert rows[0]["scenario"] == "no_confounder" and rows[0]["n_latent"] >= 0
     assert 0 < rows[0]["rmse_ratio_to_naive"] < 10
+
+
+def test_real_confounded_smoke(tmp_path):
+    from benchmarks import real_confounded
+
+    if not real_confounded.DATA.exists():
+        pytest.skip(f"{real_confounded.DATA} is absent on this machine")
+    rows = real_confounded.main(["--smoke", "--seeds", "0"])
+    methods = {r["method"] for r in rows}
+    assert {"naive GLM (no Z)", "patient-adjusted oracle", "zconf (defaults)"} <= methods
+    oracle = next(r for r in rows if r["method"] == "patient-adjusted oracle")
+    assert oracle["rmse_ratio_to_naive"] < 0.9  # the hidden patient is a real confounder of the subsample
+    assert 3000 < rows[0]["n_obs"] < 4000
+    assert (tmp_path / "real_confounded_smoke_summary.md").exists()

@@ -32,6 +32,7 @@ class _OutputKeys(NamedTuple):
 
     LATENT: str = "X_{key}"
     LATENT_PROB_COLUMN: str = "{key}_z{j}"
+    LEVEL_COLUMN: str = "{key}_level"
     D_PROB_COLUMN: str = "{key}_d_prob"
     MEAN_LAYER: str = "{key}_mean"
     UNS: str = "{key}"

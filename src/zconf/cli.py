@@ -288,6 +288,7 @@ def fit_and_write(
     seconds = time.perf_counter() - start
     model.annotate_adata(adata)
     summary = {**_summary(model, adata), "train_seconds": seconds, "n_latent": int(model.n_latent_)}
+    summary["latent_distribution"] = model.latent_distribution_
     if model.latent_selection_ is not None:
         summary["latent_selection"] = model.latent_selection_.reset_index().to_dict(orient="records")
     table = None
@@ -329,14 +330,16 @@ def _write_outputs(model, adata, table, summary: dict, treatment_key: str, targe
 def _print_summary(summary: dict) -> None:
     print(f"Trained on {summary['n_obs']} cells x {summary['n_vars']} genes in {summary['train_seconds']:.1f} s.")
     if "latent_selection" in summary:
-        print("Held-out log-likelihood per cell of each candidate number of confounders:")
+        print("Held-out log-likelihood per cell of each candidate latent, and the treated share of its states:")
         for row in summary["latent_selection"]:
-            mark = "  <- chosen" if row["chosen"] else ""
-            print(
-                f"  n_latent={row['n_latent']}: {row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f}){mark}"
-            )
+            mark = "  <- chosen" if row["chosen"] else ("  (no overlap: not eligible)" if not row["overlap"] else "")
+            shares = f"P(D | state) {row['treated_share_min']:.2f}-{row['treated_share_max']:.2f}"
+            loglik = f"{row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f})"
+            print(f"  {row['candidate']:<14} {loglik}, {shares}{mark}")
     if summary["n_latent"] == 0:
         print("No confounder supported by the data (n_latent=0): the effects are unadjusted.")
+    if summary["latent_distribution"] == "categorical":
+        print(f"One confounder with {summary['n_latent']} levels (obs['zconf_level']).")
     if summary["n_latent"] > 0:
         auc = summary["treatment_auroc"]
         print(f"AUROC of D: {auc['auroc_x']:.3f} from X, {auc['auroc_x_zhat']:.3f} from [X, Z-hat].")
@@ -366,7 +369,13 @@ def _n_latent(value: str) -> int | str:
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {"n_latent": args.n_latent, "max_latent": args.max_latent, "n_hidden": args.n_hidden}
+    return {
+        "n_latent": args.n_latent,
+        "max_latent": args.max_latent,
+        "latent_distribution": args.latent_distribution,
+        "max_levels": args.max_levels,
+        "n_hidden": args.n_hidden,
+    }
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
@@ -438,7 +447,14 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="number of binary confounders, or 'auto' (default: chosen by held-out likelihood, 0 allowed)",
     )
-    parser.add_argument("--max-latent", type=int, default=None, help="largest candidate of --n-latent auto (4)")
+    parser.add_argument("--max-latent", type=int, default=None, help="most binary factors of --n-latent auto (4)")
+    parser.add_argument(
+        "--latent-distribution",
+        choices=["bernoulli", "categorical"],
+        default=None,
+        help="binary factors, or one confounder with --n-latent levels (default: both are candidates of auto)",
+    )
+    parser.add_argument("--max-levels", type=int, default=None, help="most levels of a categorical candidate (8)")
     parser.add_argument("--n-hidden", type=int, default=None, help="hidden units of the generator (default: 128)")
     parser.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: heuristic)")
     parser.add_argument("--n-init", type=int, default=None, help="initialisations screened per fit (default: 3)")

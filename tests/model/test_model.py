@@ -190,7 +190,7 @@ def test_collapsed_fit_is_restarted(adata, monkeypatch):
     setup(adata)
     model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
     calls = []
-    monkeypatch.setattr(zconf.model._training, "is_collapsed", lambda z_prob: calls.append(1) or True)
+    monkeypatch.setattr(zconf.model._training, "is_collapsed", lambda z_prob, latent=None: calls.append(1) or True)
     model.train(max_restarts=2, **FAST_TRAIN)
     assert len(calls) == 3  # the first fit and both restarts were checked
     assert len(model.history["elbo_train"]) == FAST_TRAIN["max_epochs"]

@@ -97,7 +97,7 @@ def test_auto_chooses_no_confounder_when_there_is_none():
     model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
     model.train(accelerator="cpu", enable_progress_bar=False)  # default epochs: candidates need them
     table = model.latent_selection_
-    assert model.n_latent_ == 0 and table["chosen"].sum() == 1 and bool(table.loc[0, "chosen"])
+    assert model.n_latent_ == 0 and table["chosen"].sum() == 1 and bool(table.loc["none", "chosen"])
     assert {"heldout_loglik", "heldout_loglik_se", "fit_seconds"} <= set(table.columns)
     np.testing.assert_array_equal(
         model.treatment_effects()["lfc"].to_numpy(), model.treatment_effects(adjust=False)["lfc"].to_numpy()

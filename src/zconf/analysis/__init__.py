@@ -3,16 +3,31 @@
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
-from ._selection import PairedGain, choose_smallest_supported, selection_table, stops_early
+from ._selection import (
+    MIN_STATE_SHARE,
+    NO_LATENT,
+    OVERLAP_RANGE,
+    Candidate,
+    PairedGain,
+    candidate_label,
+    choose_smallest_supported,
+    complexity,
+    selection_table,
+    state_overlap,
+    stops_early,
+)
 
 __all__ = [
     "PairedGain",
     "apply_alignment",
     "benjamini_hochberg",
+    "candidate_label",
     "choose_smallest_supported",
     "column_alignment",
+    "complexity",
     "pseudobulk_effects",
     "selection_table",
+    "state_overlap",
     "stops_early",
     "stratified_folds",
     "treatment_effects",

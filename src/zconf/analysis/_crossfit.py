@@ -20,12 +20,16 @@ def stratified_folds(treatment: np.ndarray, n_folds: int, random_state: int | No
     return folds
 
 
-def column_alignment(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def column_alignment(
+    reference: np.ndarray, other: np.ndarray, *, allow_flips: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Order and flips that make the 0/1 columns of ``other`` match ``reference`` (both ``(n, k)``).
 
     Z's labels are arbitrary: a model trained on other cells can find the same factor with its states
     swapped or its columns in another order. Columns are matched by the largest total absolute correlation
-    (Hungarian assignment) and flipped where the matched correlation is negative.
+    (Hungarian assignment) and flipped where the matched correlation is negative. With ``allow_flips=False``
+    (the levels of one categorical Z: a level can be renamed, not negated) by the largest total correlation,
+    and nothing is flipped.
 
     Returns
     -------
@@ -34,9 +38,9 @@ def column_alignment(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarr
     """
     k = reference.shape[1]
     corr = np.nan_to_num(np.corrcoef(reference.T, other.T)[:k, k:], nan=0.0).reshape(k, k)
-    rows, cols = linear_sum_assignment(-np.abs(corr))
+    rows, cols = linear_sum_assignment(-np.abs(corr) if allow_flips else -corr)
     order = cols[np.argsort(rows)]
-    flip = corr[np.arange(k), order] < 0
+    flip = (corr[np.arange(k), order] < 0) & allow_flips
     return order, flip
 
 

@@ -30,13 +30,42 @@ class PairedGain:
         return self.mean > GAIN_Z * self.se
 
 
-def choose_smallest_supported(scores: dict[int, np.ndarray]) -> int:
-    """The smallest number of factors ``k`` that no larger candidate clearly beats.
+#: A candidate of the automatic choice: ``(latent_distribution, n_latent)``; ``("none", 0)`` is the model without Z.
+Candidate = tuple[str, int]
+NO_LATENT: Candidate = ("none", 0)
 
-    ``scores[k]`` holds the held-out log-likelihood of each cell (the same cells for every ``k``). Starting from
-    the smallest ``k``, the choice moves to a larger candidate only when that candidate's paired gain over the
-    current choice is clear (:attr:`PairedGain.clear`), so an extra factor must earn its place on cells it was
-    not trained on.
+
+def complexity(candidate) -> tuple[int, int]:
+    """Sort key of a candidate: Z's coefficients per gene, then the family (Bernoulli before categorical).
+
+    A plain ``int`` is a number of binary factors. Bernoulli ``k`` has ``k`` coefficients per gene, categorical
+    ``L`` has ``L - 1`` (one per level beyond the first).
+    """
+    if isinstance(candidate, int | np.integer):
+        return (int(candidate), 0)
+    distribution, n_latent = candidate
+    if distribution == "categorical":
+        return (n_latent - 1, 1)
+    return (n_latent, 0)
+
+
+def candidate_label(candidate) -> str:
+    """``"none"``, ``"bernoulli 2"`` or ``"categorical 5"`` (a plain ``int`` reads as Bernoulli)."""
+    if isinstance(candidate, int | np.integer):
+        candidate = ("bernoulli", int(candidate)) if candidate else NO_LATENT
+    distribution, n_latent = candidate
+    return "none" if n_latent == 0 else f"{distribution} {n_latent}"
+
+
+def choose_smallest_supported(scores: dict, eligible=None):
+    """The simplest candidate that no more complex eligible candidate clearly beats.
+
+    ``scores[c]`` holds the held-out log-likelihood of each cell (the same cells for every candidate); the keys
+    are numbers of binary factors or :data:`Candidate` tuples, ordered by :func:`complexity`. Starting from the
+    simplest, the choice moves to a more complex candidate only when that candidate's paired gain over the
+    current choice is clear (:attr:`PairedGain.clear`), so extra parameters must earn their place on cells they
+    were not trained on. Candidates not in ``eligible`` (default: all) are never chosen: the caller excludes
+    those whose states violate overlap (:func:`state_overlap`). The simplest candidate is always eligible.
 
     Examples
     --------
@@ -46,39 +75,124 @@ def choose_smallest_supported(scores: dict[int, np.ndarray]) -> int:
     0
     >>> choose_smallest_supported({0: base, 1: base + 3.0 + rng.normal(0, 0.5, 500)})
     1
+    >>> choose_smallest_supported({0: base, 1: base + 3.0 + rng.normal(0, 0.5, 500)}, eligible=[0])
+    0
     """
-    candidates = sorted(scores)
+    candidates = sorted(scores, key=complexity)
     chosen = candidates[0]
-    for k in candidates[1:]:
-        if PairedGain.of(scores[k], scores[chosen]).clear:
-            chosen = k
+    for candidate in candidates[1:]:
+        if eligible is not None and candidate not in eligible:
+            continue
+        if PairedGain.of(scores[candidate], scores[chosen]).clear:
+            chosen = candidate
     return chosen
 
 
-def selection_table(scores: dict[int, np.ndarray], chosen: int, seconds: dict[int, float]) -> pd.DataFrame:
-    """One row per candidate: held-out log-likelihood per cell, its SE, the gain over the choice, flag, seconds."""
+def selection_table(scores: dict, chosen, seconds: dict, extra: dict | None = None) -> pd.DataFrame:
+    """One row per candidate, by :func:`candidate_label`, in order of :func:`complexity`.
+
+    Columns: ``latent_distribution``, ``n_latent``, the held-out log-likelihood per cell and its SE, the paired
+    gain over the choice and its SE, ``chosen``, ``fit_seconds``, and the columns of ``extra[candidate]`` (for
+    example the overlap of the candidate's states).
+    """
     rows = []
-    for k in sorted(scores):
-        values = np.asarray(scores[k], dtype=float)
+    for candidate in sorted(scores, key=complexity):
+        values = np.asarray(scores[candidate], dtype=float)
         gain = PairedGain.of(values, scores[chosen])
+        distribution, n_latent = (
+            candidate if isinstance(candidate, tuple) else (("bernoulli" if candidate else "none"), int(candidate))
+        )
         rows.append(
             {
-                "n_latent": k,
+                "candidate": candidate_label(candidate),
+                "latent_distribution": distribution,
+                "n_latent": n_latent,
                 "heldout_loglik": float(values.mean()),
                 "heldout_loglik_se": float(values.std(ddof=1) / np.sqrt(len(values))),
                 "gain_vs_chosen": gain.mean,
                 "gain_vs_chosen_se": gain.se,
-                "chosen": k == chosen,
-                "fit_seconds": float(seconds.get(k, np.nan)),
+                "chosen": candidate == chosen,
+                "fit_seconds": float(seconds.get(candidate, np.nan)),
+                **(extra or {}).get(candidate, {}),
             }
         )
-    return pd.DataFrame(rows).set_index("n_latent")
+    return pd.DataFrame(rows).set_index("candidate")
 
 
-def stops_early(scores: dict[int, np.ndarray], k: int) -> bool:
-    """Whether the forward search can stop after fitting ``k``: it is not clearly better than ``k - 1``.
+def predecessors(candidate) -> tuple:
+    """The candidates one step simpler in the same family, the one to compare with first.
+
+    Bernoulli ``k - 1`` (Bernoulli 0 is the model without Z); categorical ``L - 1``, where categorical 2 is the
+    same model as Bernoulli 1 (one binary factor).
+    """
+    if isinstance(candidate, int | np.integer):
+        return (candidate - 1,)
+    distribution, n_latent = candidate
+    if distribution == "categorical" and n_latent > 3:
+        return (("categorical", n_latent - 1),)
+    if distribution == "categorical" and n_latent == 3:
+        return (("categorical", 2), ("bernoulli", 1))
+    return (("bernoulli", n_latent - 1),) if n_latent > 1 else (NO_LATENT,)
+
+
+def stops_early(scores: dict, candidate) -> bool:
+    """Whether the forward search of ``candidate``'s family can stop: no clear gain over its predecessor.
+
+    The predecessor is the first of :func:`predecessors` that was fitted.
 
     Fitting candidates in increasing size and stopping at the first that brings no clear gain keeps the cost
     near that of the chosen model (each extra binary factor doubles the states the heads evaluate).
     """
-    return k - 1 in scores and not PairedGain.of(scores[k], scores[k - 1]).clear
+    before = next((c for c in predecessors(candidate) if c in scores), None)
+    return before is not None and not PairedGain.of(scores[candidate], scores[before]).clear
+
+
+#: A state is a positivity violation when its treated share lies outside this range (a confounder's signature
+#: appears in both arms; a state the treatment itself creates, a mediator, appears among the treated only).
+OVERLAP_RANGE = (0.05, 0.95)
+#: States holding less than this share of the cells are too small to judge (and to bias the effects).
+MIN_STATE_SHARE = 0.02
+
+
+def state_overlap(state_weights: np.ndarray, treatment: np.ndarray, labels=None) -> pd.DataFrame:
+    """Each state's share of the cells and treated share P(D = 1 | state), from soft state weights.
+
+    Parameters
+    ----------
+    state_weights
+        ``(n_obs, n_states)`` posterior weights q(state | cell), rows summing to 1.
+    treatment
+        ``(n_obs,)`` 0/1 treatment D.
+    labels
+        Names of the states (``range`` when ``None``).
+
+    Returns
+    -------
+    DataFrame by state with ``cells`` (expected number), ``share``, ``treated_share`` and ``overlap`` (the
+    treated share within :data:`OVERLAP_RANGE`; states below :data:`MIN_STATE_SHARE` of the cells count as
+    overlapping).
+
+    Examples
+    --------
+    >>> weights = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    >>> state_overlap(weights, np.array([0, 1, 1, 1]))["treated_share"].tolist()
+    [0.5, 1.0]
+    """
+    weights = np.asarray(state_weights, dtype=float)
+    d = np.asarray(treatment, dtype=float)
+    mass = weights.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        treated_share = (weights * d[:, None]).sum(0) / mass
+    share = mass / max(len(d), 1)
+    low, high = OVERLAP_RANGE
+    inside = (treated_share >= low) & (treated_share <= high)
+    table = pd.DataFrame(
+        {
+            "cells": mass,
+            "share": share,
+            "treated_share": treated_share,
+            "overlap": inside | (share < MIN_STATE_SHARE) | ~np.isfinite(treated_share),
+        },
+        index=pd.Index(range(weights.shape[1]) if labels is None else labels, name="state"),
+    )
+    return table

@@ -1,4 +1,5 @@
-from ._model import DEFAULT_TRAIN_KWARGS, ZConf, default_max_epochs
+from ._model import ZConf
 from ._paired import PairedVAE
+from ._training import DEFAULT_TRAIN_KWARGS, default_max_epochs
 
 __all__ = ["DEFAULT_TRAIN_KWARGS", "PairedVAE", "ZConf", "default_max_epochs"]

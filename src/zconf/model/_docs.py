@@ -14,6 +14,38 @@ MODEL_DOCS = {
     "param_indices": "indices\n    Cells to use; all when ``None``.",
     "param_batch_size": "batch_size\n    Minibatch size for inference.",
     "paired_architecture": PAIRED_ARCHITECTURE_DOC,
+    # ZConf's parameters that choose its latent: held here to keep the model's module short
+    "param_zconf_latent": """\
+n_latent
+    Number of binary confounders (or levels of a categorical one), 0 allowed (the model without Z), or
+    ``"auto"`` (default): chosen by the data when :meth:`train` is called. The candidates (the model without
+    Z, Bernoulli 1 to ``max_latent`` factors, categorical 3 to ``max_levels`` levels) are trained on 80% of
+    the cells (stratified by treatment) and scored by the exact marginal log-likelihood log p(D, Y | X) of the
+    other 20% (:meth:`get_marginal_log_likelihood`). The simplest candidate that no more complex one beats by
+    more than two standard errors of the paired per-cell difference is chosen and fitted on all cells;
+    candidates with a state of poor overlap (:meth:`state_overlap`) are never chosen. The choice is stored in
+    ``n_latent_`` and ``latent_distribution_``, the scores in ``latent_selection_``.
+max_latent
+    Largest number of binary factors among the candidates of ``n_latent="auto"``.
+latent_distribution
+    ``"bernoulli"``: ``n_latent`` binary factors, additive in both heads. ``"categorical"``: one confounder
+    with ``n_latent`` levels (a donor, a patient; softmax outputs, one-hot Z, marginalised exactly over its
+    levels); the name follows scvi-tools' ``latent_distribution``. ``None`` (default): both families are
+    candidates of ``n_latent="auto"``, and Bernoulli for an integer ``n_latent``.
+max_levels
+    Largest number of levels among the categorical candidates of ``n_latent="auto"``.
+relaxation
+    ``"marginal"`` (default): the losses are the exact expectation over Z's 2**n_latent states under the
+    generator's probabilities plus a KL to a learned Bernoulli prior, a negative ELBO; alternating
+    phases are then variational EM. ``"straight_through"``: the notebook's hard Z-hat with the sigmoid
+    gradient and no prior term; it can reward Z-hat for copying D (see the docs). ``"gumbel"``: a
+    Gumbel-sigmoid sample binarised straight-through, temperature annealed from 2 to 0.5.
+    ``"continuous"``: the sigmoid probabilities enter the heads. Only ``"marginal"`` has a guarantee
+    (it is an ELBO); the others are kept for comparison, and measured in ``benchmarks/options.py``.
+intercept
+    Whether the classifier and the NB head have an intercept. On by default: real genes have very
+    different baseline expression and real treatments are rarely 50/50, which a model without
+    intercept can only absorb through X or Z-hat. The notebook preset turns it off.""",
     # the trained ZConf that the examples of its analysis methods start from
     "example_trained_zconf": """\
 >>> import zconf

@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 
 from zconf._constants import REGISTRY_KEYS
-from zconf.analysis import pseudobulk_effects, treatment_effects
+from zconf.analysis import pseudobulk_effects, state_overlap, treatment_effects
 from zconf.glm import RegressionData, latent_block
 from zconf.metrics import deviance_partial_r2_from_arrays
 
@@ -93,7 +93,8 @@ class AnalysisMethods:
             return None
         if not isinstance(z, str):
             return latent_block(z, n_obs)
-        values = self.get_latent_representation(adata, soft=(z == "soft"))
+        # a categorical Z drops its first level beside the intercept
+        values = self.module.latent.design_columns(self.get_latent_representation(adata, soft=(z == "soft")))
         return values if values.shape[1] else None  # the model without Z: the unadjusted fit
 
     @fill_doc
@@ -227,7 +228,7 @@ class AnalysisMethods:
         """
         adata = self._validate_anndata(adata)
         data = self.regression_data(adata)
-        z_hat = self.get_latent_representation(adata, soft=soft)
+        z_hat = self.module.latent.design_columns(self.get_latent_representation(adata, soft=soft))
         values = deviance_partial_r2_from_arrays(
             data.counts, data.covariates, data.treatment, z_hat, offset=data.offset
         )
@@ -288,7 +289,43 @@ class AnalysisMethods:
         if self.n_latent_ == 0:
             return np.zeros((self.adata.n_obs, 0))
         crossed = _submodels.cross_fitted_latent(self, n_folds, random_state, train_kwargs)
-        return crossed if soft else (crossed >= 0.5).astype(float)
+        if soft:
+            return crossed
+        if self.latent_distribution_ == "categorical":  # the most likely level, one-hot
+            return np.eye(crossed.shape[1])[crossed.argmax(1)]
+        return (crossed >= 0.5).astype(float)
+
+    @fill_doc
+    def state_overlap(self, adata: AnnData | None = None, batch_size: int | None = None) -> pd.DataFrame:
+        """Each state of Z-hat with its share of the cells and treated share P(D = 1 | state): the overlap.
+
+        A confounder's states appear in both arms. A state the treatment itself creates (responding cells, a
+        mediator) appears among the treated only, with a treated share near 1, which is also a violation of
+        positivity; adjusting for it biases the effects. Candidates of ``n_latent="auto"`` with a state whose
+        treated share lies outside [0.05, 0.95] (and that holds at least 2% of the cells) are never chosen.
+
+        Parameters
+        ----------
+        {param_adata_same_genes}
+        {param_batch_size}
+
+        Returns
+        -------
+        :func:`zconf.analysis.state_overlap`: by state (binary factors' 0/1 values, or the level of a categorical
+        Z), with ``cells`` (expected number, from the posterior weights), ``share``, ``treated_share`` and
+        ``overlap``.
+        """
+        self._check_trained()
+        adata = self._validate_anndata(adata)
+        weights = _outputs.collect_state_weights(
+            self.module, self._make_data_loader(adata=adata, batch_size=batch_size)
+        )
+        states = self.module.states.cpu().numpy().astype(int)
+        if self.latent_distribution_ == "categorical":
+            labels = [f"level {j}" for j in range(states.shape[0])]
+        else:
+            labels = ["".join(map(str, row)) or "all cells" for row in states]
+        return state_overlap(weights, self.regression_data(adata).treatment, labels)
 
     @fill_doc
     def annotate_adata(
@@ -312,7 +349,10 @@ class AnalysisMethods:
             Hard Z-hat, ``(n_obs, n_latent)`` (for ``sc.pp.neighbors(adata, use_rep="X_zconf")``); zero columns
             when no confounder was chosen.
         ``adata.obs[f"{key_added}_z0"], ...``
-            P(Z_j = 1 | X, D, Y) per latent, for ``sc.pl.violin`` / ``sc.pl.umap(color=...)``.
+            P(Z_j = 1 | X, D, Y) per latent, for ``sc.pl.violin`` / ``sc.pl.umap(color=...)``; for a categorical
+            Z, P(Z = level j | X, D, Y) per level.
+        ``adata.obs[f"{key_added}_level"]``
+            Categorical Z only: the most likely level, a categorical column (``sc.pl.umap(color="zconf_level")``).
         ``adata.obs[f"{key_added}_d_prob"]``
             The classifier's P(D = 1 | X, Z-hat).
         ``adata.layers[f"{key_added}_mean"]``
@@ -327,6 +367,7 @@ class AnalysisMethods:
         adata = adata.copy() if copy else adata
         params = {**self.init_params_["non_kwargs"], **self.init_params_["kwargs"].get("kwargs", {})}
         params.pop("adata", None)
-        params.update(n_latent=self.n_latent_, version=__version__)
-        _outputs.write_outputs(adata, predictions, params, key_added)
+        params.update(n_latent=self.n_latent_, latent_distribution=self.latent_distribution_, version=__version__)
+        categorical = self.latent_distribution_ == "categorical"
+        _outputs.write_outputs(adata, predictions, params, key_added, categorical=categorical)
         return adata if copy else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from copy import deepcopy
 from typing import Literal
@@ -26,11 +25,6 @@ from ._docs import fill_doc
 from ._fields import TreatmentObsField
 from ._methods import AnalysisMethods
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_TRAIN_KWARGS = _training.DEFAULT_TRAIN_KWARGS
-default_max_epochs = _training.default_max_epochs
-
 
 @fill_doc
 class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseModelClass):
@@ -47,27 +41,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         AnnData registered with :meth:`setup_anndata`.
     n_hidden
         Hidden units of the generator.
-    n_latent
-        Number of binary confounders, 0 allowed (the model without Z), or ``"auto"`` (default): chosen by the
-        data when :meth:`train` is called. Candidates with 0, 1, ..., ``max_latent`` factors are trained on 80%
-        of the cells (stratified by treatment) and scored by the exact marginal log-likelihood
-        log p(D, Y | X) of the other 20% (:meth:`get_marginal_log_likelihood`); the smallest candidate that
-        no larger one beats by more than two standard errors of the paired per-cell difference is chosen and
-        fitted on all cells. The choice is stored in ``n_latent_`` and the scores in ``latent_selection_``.
-    max_latent
-        Largest candidate of ``n_latent="auto"``.
-    relaxation
-        ``"marginal"`` (default): the losses are the exact expectation over Z's 2**n_latent states under the
-        generator's probabilities plus a KL to a learned Bernoulli prior, a negative ELBO; alternating
-        phases are then variational EM. ``"straight_through"``: the notebook's hard Z-hat with the sigmoid
-        gradient and no prior term; it can reward Z-hat for copying D (see the docs). ``"gumbel"``: a
-        Gumbel-sigmoid sample binarised straight-through, temperature annealed from 2 to 0.5.
-        ``"continuous"``: the sigmoid probabilities enter the heads. Only ``"marginal"`` has a guarantee
-        (it is an ELBO); the others are kept for comparison, and measured in ``benchmarks/options.py``.
-    intercept
-        Whether the classifier and the NB head have an intercept. On by default: real genes have very
-        different baseline expression and real treatments are rarely 50/50, which a model without
-        intercept can only absorb through X or Z-hat. The notebook preset turns it off.
+    {param_zconf_latent}
     dispersion_key
         ``adata.var`` column with known NB dispersions α (Var = μ + α μ²), as in the notebook. ``None``
         (default) learns one dispersion per gene.
@@ -93,6 +67,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         n_hidden: int = 128,
         n_latent: int | Literal["auto"] = "auto",
         max_latent: int = 4,
+        latent_distribution: Literal["bernoulli", "categorical"] | None = None,
+        max_levels: int = 8,
         relaxation: Literal["marginal", "straight_through", "gumbel", "continuous"] = "marginal",
         intercept: bool = True,
         dispersion_key: str | None = None,
@@ -118,11 +94,18 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             "use_size_factor": REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             **kwargs,
         }
-        _validation.check_n_latent(n_latent, max_latent)
+        _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
         self.latent_selection_: pd.DataFrame | None = None
-        self.module = self._module_cls(n_latent=1 if n_latent == "auto" else n_latent, **self._module_kwargs)
+        auto = n_latent == "auto"
+        distribution = latent_distribution or "bernoulli"
+        self.module = self._module_cls(
+            n_latent=(2 if distribution == "categorical" else 1) if auto else n_latent,
+            latent_distribution=distribution,
+            **self._module_kwargs,
+        )
         self._model_summary_string = (
-            f"ZConf: n_latent={n_latent}, n_hidden={n_hidden}, relaxation={relaxation!r}, "
+            f"ZConf: n_latent={n_latent}, latent_distribution={latent_distribution!r}, n_hidden={n_hidden}, "
+            f"relaxation={relaxation!r}, "
             f"intercept={intercept}, dispersion={'fixed' if dispersion_key else 'learned'}, "
             f"generator_inputs={list(generator_inputs)}"
         )
@@ -130,15 +113,31 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     @property
     def n_latent_(self) -> int:
-        """Number of latent factors of the module (after ``train()`` for ``n_latent="auto"``)."""
+        """Number of latent factors, or levels of a categorical one (after ``train()`` for ``n_latent="auto"``)."""
         return self.module.n_latent
 
     @n_latent_.setter
     def n_latent_(self, n_latent: int) -> None:
-        # a different size replaces the module by an untrained one: the choice of n_latent="auto", and
-        # scvi-tools' load, which sets the saved attributes before loading the module's weights
-        if n_latent != self.module.n_latent:
-            self.module = self._module_cls(n_latent=int(n_latent), **self._module_kwargs)
+        self.set_latent(self.latent_distribution_, n_latent)
+
+    @property
+    def latent_distribution_(self) -> str:
+        """``"bernoulli"`` or ``"categorical"``: the family of the module's latent (chosen by ``n_latent="auto"``)."""
+        return self.module.latent_distribution
+
+    @latent_distribution_.setter
+    def latent_distribution_(self, distribution: str) -> None:
+        self.set_latent(distribution, max(self.n_latent_, 2) if distribution == "categorical" else self.n_latent_)
+
+    def set_latent(self, distribution: str, n_latent: int) -> None:
+        """Replace the module by an untrained one with this latent, unless it already has it.
+
+        Used by the choice of ``n_latent="auto"``, and by scvi-tools' load, which sets the saved ``n_latent_``
+        and ``latent_distribution_`` (in either order) before loading the module's weights.
+        """
+        if (distribution, n_latent) != (self.latent_distribution_, self.n_latent_):
+            kwargs = {"latent_distribution": distribution, **self._module_kwargs}
+            self.module = self._module_cls(n_latent=int(n_latent), **kwargs)
 
     @classmethod
     @setup_anndata_dsp.dedent
@@ -258,6 +257,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     def _warn_if_uninformative(self) -> None:
         z_prob = self.get_latent_representation(soft=True)
+        if self.latent_distribution_ == "categorical":  # levels the data do not need stay empty: not a failure
+            z_prob = z_prob[:, z_prob.std(0) >= 1e-3]
         _training.warn_if_uninformative(z_prob, self.regression_data().covariates)
 
     def _initialize_intercepts(self) -> None:
@@ -293,7 +294,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         {param_adata_same_genes}
         {param_indices}
         soft
-            Return the probabilities P(Z=1 | X, D, Y) instead of the hard 0/1 Z-hat.
+            Return the probabilities P(Z=1 | X, D, Y) instead of the hard 0/1 Z-hat (for a categorical Z: the
+            level probabilities instead of the one-hot most likely level).
         {param_batch_size}
 
         Returns

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from anndata import AnnData
 
@@ -45,6 +46,17 @@ def collect_marginal_log_likelihood(module, loader: Iterable) -> np.ndarray:
 
 
 @torch.inference_mode()
+def collect_state_weights(module, loader: Iterable) -> np.ndarray:
+    """The posterior weight q(state | X, D, Y) of each state of Z (``module.states``) for every cell of ``loader``."""
+    module.eval()
+    weights = []
+    for tensors in loader:
+        z_logits = module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.Z_LOGITS_KEY]
+        weights.append(module.latent.log_weights(z_logits, module.states.to(z_logits.device)).exp().cpu())
+    return torch.cat(weights).numpy().astype(float)
+
+
+@torch.inference_mode()
 def collect_design(module, loader: Iterable, reference_coding: bool | None) -> tuple[np.ndarray, np.ndarray]:
     """Covariate design and treatment of every cell of ``loader``."""
     covariates, treatment = [], []
@@ -63,11 +75,20 @@ def h5ad_safe(value):
     return value
 
 
-def write_outputs(adata: AnnData, predictions: dict[str, np.ndarray], params: dict, key_added: str) -> None:
-    """Write Z-hat, its probabilities, P(D | X, Z-hat), the means and the parameters under ``key_added``."""
+def write_outputs(
+    adata: AnnData, predictions: dict[str, np.ndarray], params: dict, key_added: str, categorical: bool = False
+) -> None:
+    """Write Z-hat, its probabilities, P(D | X, Z-hat), the means and the parameters under ``key_added``.
+
+    For a ``categorical`` Z, also the most likely level as a categorical ``obs`` column.
+    """
     adata.obsm[OUTPUT_KEYS.LATENT.format(key=key_added)] = predictions["z_hat"].astype(np.float32)
     for j in range(predictions["z_prob"].shape[1]):
         adata.obs[OUTPUT_KEYS.LATENT_PROB_COLUMN.format(key=key_added, j=j)] = predictions["z_prob"][:, j]
+    if categorical:  # the most likely level, for sc.pl.umap(color="zconf_level")
+        levels = np.arange(predictions["z_prob"].shape[1])
+        level = pd.Categorical(predictions["z_prob"].argmax(1), categories=levels)
+        adata.obs[OUTPUT_KEYS.LEVEL_COLUMN.format(key=key_added)] = level.rename_categories([str(j) for j in levels])
     adata.obs[OUTPUT_KEYS.D_PROB_COLUMN.format(key=key_added)] = predictions["d_prob"]
     adata.layers[OUTPUT_KEYS.MEAN_LAYER.format(key=key_added)] = predictions["mean"].astype(np.float32)
     adata.uns[OUTPUT_KEYS.UNS.format(key=key_added)] = {"params": h5ad_safe(params)}

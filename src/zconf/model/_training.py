@@ -108,11 +108,17 @@ def check_restarts(n_init: int, max_restarts: int, distributed: bool) -> None:
         raise ValueError(msg)
 
 
-def is_collapsed(z_prob: np.ndarray) -> bool:
-    """Whether some Z-hat column put (almost) every cell in one state: EM's known bad local optimum."""
+def is_collapsed(z_prob: np.ndarray, latent=None) -> bool:
+    """Whether Z-hat put (almost) every cell in one state: EM's known bad local optimum.
+
+    For binary factors (the default ``latent``), some column with more than 97% of the cells in one state; for
+    a categorical ``latent`` (its ``is_collapsed`` rule), one level holding more than 97% of the cells.
+    """
     if z_prob.shape[1] == 0:
         return False
     means = z_prob.mean(axis=0)
+    if latent is not None:
+        return latent.is_collapsed(means, COLLAPSE_SHARE)
     return bool(np.any((means < 1 - COLLAPSE_SHARE) | (means > COLLAPSE_SHARE)))
 
 
@@ -199,7 +205,7 @@ def fit_with_restarts(model, train_kwargs: dict, n_init: int, max_restarts: int,
             model._train_once({**train_kwargs, "max_epochs": screen})
         if "elbo_train" not in (model.history_ or {}):  # a non-zero DDP rank keeps no history
             return None
-        collapsed = is_collapsed(model.get_latent_representation(soft=True))
+        collapsed = is_collapsed(model.get_latent_representation(soft=True), model.module.latent)
         state = (deepcopy(model.module.state_dict()), deepcopy(model.history_))
         return RunResult(float(model.history_["elbo_train"].iloc[-1, 0]), state, collapsed)
 

@@ -253,15 +253,29 @@ def check_same_genes(adata: AnnData, trained: pd.Index) -> None:
     raise ValueError(msg)
 
 
-def check_n_latent(n_latent, max_latent) -> None:
-    """Raise a ValueError unless ``n_latent`` is ``"auto"`` or an integer >= 0, and ``max_latent`` >= 0."""
+def check_n_latent(n_latent, max_latent, latent_distribution=None, max_levels: int = 8) -> None:
+    """Raise a ValueError naming a bad ``n_latent``, ``latent_distribution``, ``max_latent`` or ``max_levels``.
+
+    ``n_latent`` is ``"auto"`` or an integer >= 0 (>= 2 levels for a categorical latent), ``max_latent`` >= 0
+    and ``max_levels`` >= 2.
+    """
     valid_int = isinstance(n_latent, int | np.integer) and not isinstance(n_latent, bool) and n_latent >= 0
     if n_latent != "auto" and not valid_int:
         msg = f"`n_latent` must be 'auto' or an integer >= 0, got {n_latent!r}."
         raise ValueError(msg)
-    if not isinstance(max_latent, int | np.integer) or max_latent < 0:
-        msg = f"`max_latent` must be an integer >= 0, got {max_latent!r}."
+    if latent_distribution not in (None, "bernoulli", "categorical"):
+        msg = f"`latent_distribution` must be 'bernoulli', 'categorical' or None (both), got {latent_distribution!r}."
         raise ValueError(msg)
+    if latent_distribution == "categorical" and valid_int and n_latent < 2:
+        msg = (
+            f"latent_distribution='categorical' counts levels: n_latent must be >= 2, got {n_latent} "
+            "(n_latent=0 with the default latent_distribution is the model without Z)."
+        )
+        raise ValueError(msg)
+    for name, value, low in (("max_latent", max_latent, 0), ("max_levels", max_levels, 2)):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            msg = f"`{name}` must be an integer >= {low}, got {value!r}."
+            raise ValueError(msg)
 
 
 def check_effects_options(alpha: float, dispersion: str) -> None:

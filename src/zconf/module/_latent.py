@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._losses import bernoulli_kl
 
 Relaxation = Literal["marginal", "straight_through", "gumbel", "continuous"]
+LatentDistribution = Literal["bernoulli", "categorical"]
 
 #: The exact marginal enumerates 2**n_latent states per cell; beyond this it is too costly.
 MAX_MARGINAL_LATENT = 6
@@ -35,6 +37,7 @@ class BernoulliLatent:
     """
 
     name: str = "straight_through"
+    distribution: str = "bernoulli"
     enumerates: bool = False
 
     def __init__(self, n_latent: int):
@@ -85,6 +88,16 @@ class BernoulliLatent:
         """Log p(state) under the prior, ``(n_states,)`` for ``states`` ``(n_states, n_latent)``."""
         return (states * F.logsigmoid(prior_logit) + (1 - states) * F.logsigmoid(-prior_logit)).sum(-1)
 
+    def is_collapsed(self, means: torch.Tensor | np.ndarray, share: float) -> bool:
+        """Whether some factor put more than ``share`` of the cells (mean P(Z_j=1) per column) in one state."""
+        means = np.asarray(means, dtype=float)
+        return bool(means.size and np.any((means < 1 - share) | (means > share)))
+
+    @staticmethod
+    def design_columns(z: np.ndarray) -> np.ndarray:
+        """The columns of Z-hat (hard or soft) that enter a GLM design with intercept: all of them."""
+        return z
+
 
 class MarginalBernoulli(BernoulliLatent):
     """The exact expectation over Z's 2**n_latent states plus a KL to a learned Bernoulli prior (an ELBO)."""
@@ -126,13 +139,94 @@ class ContinuousBernoulli(BernoulliLatent):
         return torch.sigmoid(z_logits)
 
 
+class CategoricalLatent(BernoulliLatent):
+    """One confounder with ``n_latent`` levels (a donor, a patient), marginalised exactly over its levels.
+
+    The generator's ``n_latent`` outputs are the logits of a softmax; Z is one-hot and enters both heads, as
+    scvi-tools' CellAssign marginalises a discrete cell type. The heads see all ``n_latent`` one-hot columns
+    beside their intercept; the redundant direction is harmless to gradient descent and leaves the likelihood
+    unchanged, while the GLMs of the effects drop the first level (:meth:`design_columns`). The prior is a
+    learned categorical distribution (softmax of ``prior_logit``), the loss the exact expectation over the
+    levels plus KL(q || prior): an ELBO, as for :class:`MarginalBernoulli`.
+    """
+
+    name = "marginal"
+    distribution = "categorical"
+    enumerates = True
+
+    def __init__(self, n_latent: int):
+        if n_latent < 2:
+            msg = (
+                f"latent_distribution='categorical' needs n_latent >= 2 levels, got {n_latent}; one level is the "
+                "model without Z (n_latent=0)."
+            )
+            raise ValueError(msg)
+        self.n_latent = n_latent
+
+    def all_states(self) -> torch.Tensor:
+        """The one-hot levels, ``(n_latent, n_latent)``."""
+        return torch.eye(self.n_latent)
+
+    def probabilities(self, z_logits: torch.Tensor) -> torch.Tensor:
+        """P(Z = level | ·), a softmax over the levels."""
+        return torch.softmax(z_logits, dim=-1)
+
+    def draw(self, z_logits: torch.Tensor, training: bool, temperature: float) -> torch.Tensor:
+        """The most likely level one-hot forward, the softmax's gradient backward."""
+        soft = torch.softmax(z_logits, dim=-1)
+        hard = F.one_hot(soft.argmax(-1), self.n_latent).to(soft.dtype)
+        return hard + (soft - soft.detach())
+
+    def log_weights(self, z_logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Log q(level | ·) of each cell and level."""
+        return (states * torch.log_softmax(z_logits, dim=-1).unsqueeze(1)).sum(-1)
+
+    def prior_term(self, z_logits: torch.Tensor, prior_logit: torch.Tensor) -> torch.Tensor:
+        """KL(q || categorical prior) per cell."""
+        log_q = torch.log_softmax(z_logits, dim=-1)
+        return (log_q.exp() * (log_q - torch.log_softmax(prior_logit, dim=-1))).sum(-1)
+
+    def prior_log_probs(self, prior_logit: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Log p(level) under the prior."""
+        return (states * torch.log_softmax(prior_logit, dim=-1)).sum(-1)
+
+    def is_collapsed(self, means: torch.Tensor | np.ndarray, share: float) -> bool:
+        """Whether one level holds more than ``share`` of the cells.
+
+        Unused levels are allowed: the prior empties the levels the data do not need.
+        """
+        means = np.asarray(means, dtype=float)
+        return bool(means.size and means.max() > share)
+
+    @staticmethod
+    def design_columns(z: np.ndarray) -> np.ndarray:
+        """The levels but the first (reference coding beside the GLM's intercept)."""
+        return z[:, 1:]
+
+
 LATENT_FAMILIES: dict[str, type[BernoulliLatent]] = {
     family.name: family for family in (MarginalBernoulli, BernoulliLatent, GumbelBernoulli, ContinuousBernoulli)
 }
 
 
-def make_latent(relaxation: Relaxation, n_latent: int) -> BernoulliLatent:
-    """The latent object of a ``relaxation`` (raises a ValueError naming the valid ones)."""
+LATENT_DISTRIBUTIONS = ("bernoulli", "categorical")
+
+
+def make_latent(
+    relaxation: Relaxation, n_latent: int, distribution: LatentDistribution = "bernoulli"
+) -> BernoulliLatent:
+    """The latent object of a ``relaxation`` and ``distribution`` (a ValueError names the valid ones)."""
+    if distribution not in LATENT_DISTRIBUTIONS:
+        msg = f"`latent_distribution` must be one of {list(LATENT_DISTRIBUTIONS)}, got {distribution!r}."
+        raise ValueError(msg)
+    if distribution == "categorical":
+        if relaxation != "marginal":
+            msg = (
+                "latent_distribution='categorical' is marginalised exactly over its levels: it needs "
+                f"relaxation='marginal', got {relaxation!r}."
+            )
+            raise ValueError(msg)
+        return CategoricalLatent(n_latent)
     if relaxation not in LATENT_FAMILIES:
         msg = f"`relaxation` must be one of {list(LATENT_FAMILIES)}, got {relaxation!r}."
         raise ValueError(msg)

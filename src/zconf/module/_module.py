@@ -19,7 +19,7 @@ from zconf._constants import (
 )
 
 from ._components import Generator, NBHead, TreatmentClassifier
-from ._latent import MAX_MARGINAL_LATENT, Relaxation, make_latent
+from ._latent import MAX_MARGINAL_LATENT, LatentDistribution, Relaxation, make_latent
 from ._losses import bernoulli_nll, nb_deviance, nb_log_likelihood
 
 __all__ = ["MAX_MARGINAL_LATENT", "ZConfModule"]
@@ -59,6 +59,10 @@ class ZConfModule(BaseModuleClass):
         * ``"gumbel"``: a Gumbel-sigmoid sample with temperature ``temperature`` (annealed by the training
           plan), binarised straight-through in the forward pass; deterministic probabilities at inference.
         * ``"continuous"``: the sigmoid probabilities themselves enter the heads.
+    latent_distribution
+        ``"bernoulli"``: ``n_latent`` binary factors, additive in the heads. ``"categorical"``: one factor with
+        ``n_latent`` levels (softmax generator outputs, one-hot Z), marginalised exactly over its levels
+        (needs ``relaxation="marginal"``).
     intercept
         Whether the classifier and the NB head have an intercept.
     fixed_dispersion
@@ -81,6 +85,7 @@ class ZConfModule(BaseModuleClass):
         n_hidden: int = 128,
         n_latent: int = 1,
         relaxation: Relaxation = "marginal",
+        latent_distribution: LatentDistribution = "bernoulli",
         intercept: bool = True,
         fixed_dispersion: torch.Tensor | None = None,
         y_transform: str = "log1p",
@@ -88,7 +93,7 @@ class ZConfModule(BaseModuleClass):
         use_size_factor: bool = False,
     ):
         super().__init__()
-        self.latent = make_latent(relaxation, n_latent)  # validates the choice and the size
+        self.latent = make_latent(relaxation, n_latent, latent_distribution)  # validates the choice and the size
         _check_choice("y_transform", y_transform, Y_TRANSFORMS)
         for name in generator_inputs:
             _check_choice("generator_inputs", name, GENERATOR_INPUTS)
@@ -101,6 +106,7 @@ class ZConfModule(BaseModuleClass):
         self.n_input = n_input
         self.n_latent = n_latent
         self.relaxation = relaxation
+        self.latent_distribution = latent_distribution
         self.y_transform = y_transform
         self.generator_inputs = tuple(generator_inputs)
         self.use_size_factor = use_size_factor

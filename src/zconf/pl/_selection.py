@@ -17,7 +17,7 @@ def latent_selection(
     save: bool | str | None = None,
     return_fig: bool = False,
 ):
-    """Held-out log-likelihood per cell of each candidate number of confounders, relative to the chosen one.
+    """Held-out log-likelihood per cell of each candidate latent (family and size), relative to the chosen one.
 
     Each point is a candidate of ``ZConf(adata, n_latent="auto")``: its mean held-out exact marginal
     log-likelihood minus the chosen candidate's, with ±2 standard errors of the paired per-cell difference
@@ -38,19 +38,26 @@ def latent_selection(
         msg = "This model has no latent_selection_: train a ZConf(adata, n_latent='auto') first."
         raise ValueError(msg)
     ax_given = ax is not None
-    fig, ax = new_axes(ax, figsize=(5.0, 3.8))
-    k = table.index.to_numpy()
+    fig, ax = new_axes(ax, figsize=(max(5.0, 0.6 * len(table) + 1.5), 3.8))
+    labels = table.index.to_numpy()
+    x = np.arange(len(table))
     gain, se = table["gain_vs_chosen"].to_numpy(), table["gain_vs_chosen_se"].to_numpy()
     chosen = table["chosen"].to_numpy(dtype=bool)
+    # candidates whose states violate overlap (a mediator-like state) are never chosen: drawn as crosses
+    no_overlap = ~table["overlap"].to_numpy(dtype=bool) if "overlap" in table else np.zeros(len(table), bool)
     ax.axhline(0.0, color="0.6", linestyle="--", linewidth=1)
-    ax.errorbar(k, gain, yerr=2 * se, fmt="none", ecolor="C0", capsize=4)
-    ax.plot(k[~chosen], gain[~chosen], "o", mfc="white", mec="C0", ms=8, label="candidate")
-    ax.plot(k[chosen], gain[chosen], "o", color="C3", ms=9, label=f"chosen: n_latent={int(k[chosen][0])}")
-    ax.set_xticks(k)
-    ax.set_xlabel("number of binary confounders (n_latent)")
-    ax.set_ylabel("held-out log-lik. per cell\nminus the chosen (nats)")
+    ax.errorbar(x, gain, yerr=2 * se, fmt="none", ecolor="C0", capsize=4)
+    plain = ~chosen & ~no_overlap
+    ax.plot(x[plain], gain[plain], "o", mfc="white", mec="C0", ms=8, label="candidate")
+    if no_overlap.any():
+        ax.plot(x[no_overlap], gain[no_overlap], "x", color="C1", ms=9, mew=2, label="no overlap (not eligible)")
+    ax.plot(x[chosen], gain[chosen], "o", color="C3", ms=9, label=f"chosen: {labels[chosen][0]}")
+    ax.set_xticks(
+        x, [str(label) for label in labels], rotation=35 if len(x) > 5 else 0, ha="right" if len(x) > 5 else "center"
+    )
+    ax.set_xlabel("candidate latent (family and size)")
     absolute = table["heldout_loglik"].to_numpy()
-    ax.set_title(f"Choice of n_latent (chosen: {absolute[chosen][0]:.2f} nats per held-out cell)", fontsize=10)
+    ax.set_title(f"Choice of the latent (chosen: {absolute[chosen][0]:.2f} nats per held-out cell)", fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="best")
     ax.margins(x=0.15)
     if np.all(np.isfinite(gain)):

@@ -1,0 +1,179 @@
+"""A real hidden confounder on real counts: the glioblastoma patient, hidden and made a confounder.
+
+Data: ``../shared/data/glioblastoma_zhao2021.h5ad`` (Zhao et al. 2021; 5 patients, 500 panobinostat + 500 DMSO
+cells each, 300 genes).
+
+- **Reference effect**: on the full, balanced data, the per-gene NB GLM of counts on
+  [1, log library, D, one-hot patient], genes of mean count > 0.05. The design is balanced, so the patient is
+  not a confounder there and this is the best available truth on real counts.
+- **Confounded subsample**: within each patient one arm is subsampled so that P(treated | patient) runs evenly
+  from 0.1 to 0.9 over the five patients (about 3,500 cells); which patient gets which propensity is drawn per
+  seed.
+- Every patient-level column (donor, sample, age, sex, location) is hidden; ZConf sees the treatment, the counts
+  and the log library size (a continuous covariate, as in the reference), with defaults otherwise.
+- Each method's effects (the D coefficient of the same per-gene NB GLM, with its Z-hat or correction as extra
+  columns) are compared with the reference by RMSE over genes: naive (no adjustment), the patient-adjusted
+  oracle, RUV-style residual PCA, and ZConf.
+
+Results: ``results/real_confounded.{json,md}`` and ``results/real_confounded_summary.{json,md}``.
+
+Run: ``python -m benchmarks.real_confounded [--seeds 0 1 2] [--smoke]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_mutual_info_score
+
+import zconf
+from benchmarks._common import quiet, summarise, write
+from zconf.glm import design_matrix, fit_nb_glm
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glioblastoma_zhao2021.h5ad"
+#: obs columns that name the patient (hidden from every method but the oracle)
+PATIENT_COLUMNS = ("donor", "sample_id", "age", "sex", "location")
+PROPENSITIES = np.linspace(0.1, 0.9, 5)
+MIN_MEAN = 0.05
+
+
+def load(path: Path = DATA) -> ad.AnnData:
+    """The glioblastoma counts with ``log_library`` in obs and genes of mean count > 0.05."""
+    adata = ad.read_h5ad(path)
+    adata = adata[:, np.asarray(adata.X.mean(0)).ravel() > MIN_MEAN].copy()
+    adata.layers["counts"] = adata.X.copy()
+    adata.obs["log_library"] = np.log(np.asarray(adata.X.sum(1)).ravel())
+    return adata
+
+
+def glm_effects(adata, extra: np.ndarray | None = None) -> np.ndarray:
+    """D coefficient of the per-gene NB GLM on [1, log library, D, extra] (NaN where IRLS did not converge)."""
+    covariates = adata.obs[["log_library"]].to_numpy(float)
+    design = design_matrix(covariates, adata.obs["treatment"].to_numpy(float), extra)
+    fit = fit_nb_glm(adata.layers["counts"], design.matrix)
+    return np.where(fit.converged, fit.coef[:, design.treatment_index], np.nan)
+
+
+def patient_one_hot(adata) -> np.ndarray:
+    return pd.get_dummies(adata.obs["donor"], drop_first=True).to_numpy(float)
+
+
+def confounded_subsample(adata, seed: int) -> ad.AnnData:
+    """Subsample one arm within each patient so that P(treated | patient) runs from 0.1 to 0.9."""
+    rng = np.random.default_rng(seed)
+    patients = adata.obs["donor"].cat.categories
+    keep = []
+    for patient, propensity in zip(patients, rng.permutation(PROPENSITIES), strict=True):
+        cells = np.flatnonzero(adata.obs["donor"].to_numpy() == patient)
+        treated = cells[adata.obs["treatment"].to_numpy()[cells] == 1]
+        control = cells[adata.obs["treatment"].to_numpy()[cells] == 0]
+        n_treated = min(len(treated), round(len(control) * propensity / (1 - propensity)))
+        n_control = min(len(control), round(len(treated) * (1 - propensity) / propensity))
+        keep += [rng.choice(treated, n_treated, replace=False), rng.choice(control, n_control, replace=False)]
+    return adata[np.sort(np.concatenate(keep))].copy()
+
+
+def residual_pca(adata, n_components: int = 5) -> np.ndarray:
+    """RUV-style correction: top PCs of the naive fit's Pearson residuals."""
+    covariates = adata.obs[["log_library"]].to_numpy(float)
+    design = design_matrix(covariates, adata.obs["treatment"].to_numpy(float))
+    fit = fit_nb_glm(adata.layers["counts"], design.matrix)
+    y = np.asarray(adata.layers["counts"].todense(), dtype=float)
+    mu = np.exp(design.matrix @ fit.coef.T)
+    residuals = (y - mu) / np.sqrt(mu + fit.dispersion * mu**2)
+    residuals -= residuals.mean(0)
+    u, s, _ = np.linalg.svd(residuals, full_matrices=False)
+    return u[:, :n_components] * s[:n_components]
+
+
+def hidden(adata) -> ad.AnnData:
+    """The subsample as a user without patient labels would have it."""
+    out = adata.copy()
+    out.obs = out.obs.drop(columns=list(PATIENT_COLUMNS))
+    return out
+
+
+def fit_zconf(adata, seed: int, model_kwargs: dict, train_kwargs: dict):
+    user = hidden(adata)
+    zconf.ZConf.setup_anndata(
+        user, layer="counts", treatment_key="treatment", continuous_covariate_keys=["log_library"]
+    )
+    model = zconf.ZConf(user, **model_kwargs)
+    start = time.perf_counter()
+    model.train(accelerator="cpu", enable_progress_bar=False, random_state=seed, **train_kwargs)
+    return model, time.perf_counter() - start
+
+
+def _share_range(model) -> str:
+    """The range of P(D | state) over the states of Z-hat holding at least 2% of the cells."""
+    overlap = model.state_overlap()
+    judged = overlap[overlap["share"] >= 0.02]["treated_share"]
+    return f"{judged.min():.2f}-{judged.max():.2f}"
+
+
+def _rmse(estimate: np.ndarray, reference: np.ndarray) -> float:
+    ok = np.isfinite(estimate) & np.isfinite(reference)
+    return float(np.sqrt(np.mean((estimate[ok] - reference[ok]) ** 2)))
+
+
+def run_seed(full, reference: np.ndarray, seed: int, model_kwargs: dict, train_kwargs: dict) -> list[dict]:
+    sub = confounded_subsample(full, seed)
+    naive = _rmse(glm_effects(sub), reference)
+    rows = [
+        {"method": "naive GLM (no Z)", "rmse": naive},
+        {"method": "patient-adjusted oracle", "rmse": _rmse(glm_effects(sub, patient_one_hot(sub)), reference)},
+        {"method": "residual PCA, 5 PCs (RUV-style)", "rmse": _rmse(glm_effects(sub, residual_pca(sub)), reference)},
+    ]
+    model, seconds = fit_zconf(sub, seed, model_kwargs, train_kwargs)
+    table = model.treatment_effects()
+    z_hat = model.get_latent_representation()
+    code = z_hat @ (2 ** np.arange(z_hat.shape[1])) if z_hat.ndim == 2 else z_hat
+    rows.append(
+        {
+            "method": "zconf (defaults)",
+            "rmse": _rmse(table["lfc"].to_numpy(), reference),
+            "n_latent": int(model.n_latent_),
+            "latent": f"{model.latent_distribution_} {model.n_latent_}" if model.n_latent_ else "none",
+            "treated_share_range": _share_range(model),
+            "ami_patient": float(adjusted_mutual_info_score(sub.obs["donor"], code)),
+            "seconds": seconds,
+        }
+    )
+    for row in rows:
+        row.update(seed=seed, n_obs=sub.n_obs, rmse_ratio_to_naive=row["rmse"] / naive)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--smoke", action="store_true", help="short training, for the test suite")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args(argv)
+    quiet()
+    full = load(args.data)
+    reference = glm_effects(full, patient_one_hot(full))
+    model_kwargs, train_kwargs = {}, {}
+    if args.smoke:
+        model_kwargs = {"n_hidden": 16, "max_latent": 1, "max_levels": 3}
+        train_kwargs = {"max_epochs": 4, "n_init": 1}
+    rows = [row for seed in args.seeds for row in run_seed(full, reference, seed, model_kwargs, train_kwargs)]
+    name = "real_confounded_smoke" if args.smoke else "real_confounded"
+    columns = ["method", "seed", "n_obs", "rmse", "rmse_ratio_to_naive", "latent", "treated_share_range"]
+    columns += ["ami_patient", "seconds"]
+    write(
+        name, rows, columns, "Glioblastoma, patient hidden and made a confounder (per seed)", __doc__.split("\n\n")[1]
+    )
+    summary = summarise(rows, ("method",), ["rmse", "rmse_ratio_to_naive", "ami_patient", "seconds"])
+    summary_columns = ["method", "n_seeds", "rmse_mean", "rmse_ratio_to_naive_mean", "rmse_ratio_to_naive_worst"]
+    write(f"{name}_summary", summary, [*summary_columns, "ami_patient_mean", "seconds_mean"], "Glioblastoma summary")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
