@@ -368,24 +368,17 @@ def _n_latent(value: str) -> int | str:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+#: the flags that become keyword arguments of ``ZConf(...)`` and of ``ZConf.train(...)``
+MODEL_FLAGS = ("n_latent", "max_latent", "latent_distribution", "max_levels", "n_hidden")
+TRAIN_FLAGS = ("max_epochs", "n_init", "batch_size", "accelerator", "random_state")
+
+
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "n_latent": args.n_latent,
-        "max_latent": args.max_latent,
-        "latent_distribution": args.latent_distribution,
-        "max_levels": args.max_levels,
-        "n_hidden": args.n_hidden,
-    }
+    return {name: getattr(args, name) for name in MODEL_FLAGS}
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "max_epochs": args.max_epochs,
-        "n_init": args.n_init,
-        "batch_size": args.batch_size,
-        "accelerator": args.accelerator,
-        "random_state": args.random_state,
-    }
+    return {name: getattr(args, name) for name in TRAIN_FLAGS}
 
 
 def _effects_kwargs(args: argparse.Namespace) -> dict:

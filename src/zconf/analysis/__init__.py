@@ -3,11 +3,13 @@
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
+
+# constants the model floor imports; not in __all__ (the API reference lists functions)
+from ._selection import MIN_STATE_SHARE as MIN_STATE_SHARE
+from ._selection import NO_LATENT as NO_LATENT
+from ._selection import OVERLAP_RANGE as OVERLAP_RANGE
+from ._selection import Candidate as Candidate
 from ._selection import (
-    MIN_STATE_SHARE,
-    NO_LATENT,
-    OVERLAP_RANGE,
-    Candidate,
     PairedGain,
     candidate_label,
     choose_smallest_supported,
