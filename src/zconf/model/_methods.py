@@ -289,11 +289,7 @@ class AnalysisMethods:
         if self.n_latent_ == 0:
             return np.zeros((self.adata.n_obs, 0))
         crossed = _submodels.cross_fitted_latent(self, n_folds, random_state, train_kwargs)
-        if soft:
-            return crossed
-        if self.latent_distribution_ == "categorical":  # the most likely level, one-hot
-            return np.eye(crossed.shape[1])[crossed.argmax(1)]
-        return (crossed >= 0.5).astype(float)
+        return crossed if soft else self.module.latent.hard(crossed)
 
     @fill_doc
     def state_overlap(self, adata: AnnData | None = None, batch_size: int | None = None) -> pd.DataFrame:
@@ -320,11 +316,7 @@ class AnalysisMethods:
         weights = _outputs.collect_state_weights(
             self.module, self._make_data_loader(adata=adata, batch_size=batch_size)
         )
-        states = self.module.states.cpu().numpy().astype(int)
-        if self.latent_distribution_ == "categorical":
-            labels = [f"level {j}" for j in range(states.shape[0])]
-        else:
-            labels = ["".join(map(str, row)) or "all cells" for row in states]
+        labels = self.module.latent.state_labels(self.module.states.cpu().numpy())
         return state_overlap(weights, self.regression_data(adata).treatment, labels)
 
     @fill_doc

@@ -256,9 +256,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         UnsupervisedTrainingMixin.train(self, **{**train_kwargs, "plan_kwargs": deepcopy(train_kwargs["plan_kwargs"])})
 
     def _warn_if_uninformative(self) -> None:
-        z_prob = self.get_latent_representation(soft=True)
-        if self.latent_distribution_ == "categorical":  # levels the data do not need stay empty: not a failure
-            z_prob = z_prob[:, z_prob.std(0) >= 1e-3]
+        z_prob = self.module.latent.informative_columns(self.get_latent_representation(soft=True))
         _training.warn_if_uninformative(z_prob, self.regression_data().covariates)
 
     def _initialize_intercepts(self) -> None:

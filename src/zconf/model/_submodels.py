@@ -111,8 +111,8 @@ def cross_fitted_latent(model, n_folds: int, random_state: int | None, train_kwa
         held_out_cells = cell_copy(model.adata, held_out)
         on_training = fold_model.get_latent_representation(soft=True)
         on_held_out = fold_model.get_latent_representation(held_out_cells, soft=True)
-        categorical = model.latent_distribution_ == "categorical"
-        order, flip = column_alignment(reference[~held_out], on_training, allow_flips=not categorical)
+        allow_flips = model.module.latent.allows_flips
+        order, flip = column_alignment(reference[~held_out], on_training, allow_flips=allow_flips)
         crossed[held_out] = apply_alignment(on_held_out, order, flip)
         forget_model(fold_model, held_out_cells)
     return crossed
@@ -141,11 +141,10 @@ def candidates_to_try(distribution: str | None, max_latent: int, max_levels: int
     Bernoulli 1); a ``distribution`` keeps its family only (categorical 2 included).
     """
     bernoulli = [("bernoulli", k) for k in range(1, max_latent + 1)] if distribution in (None, "bernoulli") else []
+    fewest_levels = 2 if distribution == "categorical" else 3  # beside Bernoulli, 2 levels would fit it again
     categorical = (
-        [("categorical", n) for n in range(3, max_levels + 1)] if distribution in (None, "categorical") else []
+        [("categorical", n) for n in range(fewest_levels, max_levels + 1)] if distribution != "bernoulli" else []
     )
-    if distribution == "categorical" and max_levels >= 2:
-        categorical = [("categorical", n) for n in range(2, max_levels + 1)]
     return [NO_LATENT, *bernoulli, *categorical]
 
 

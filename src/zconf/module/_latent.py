@@ -98,6 +98,24 @@ class BernoulliLatent:
         """The columns of Z-hat (hard or soft) that enter a GLM design with intercept: all of them."""
         return z
 
+    #: Whether a column's 0/1 labels may be swapped when two fits are aligned (a binary factor's may).
+    allows_flips: bool = True
+
+    @staticmethod
+    def hard(z_prob: np.ndarray) -> np.ndarray:
+        """The hard Z-hat of probabilities: each factor thresholded at 0.5."""
+        return (z_prob >= 0.5).astype(float)
+
+    @staticmethod
+    def state_labels(states: np.ndarray) -> list[str]:
+        """Names of the states (rows of ``all_states()``): the factors' 0/1 values, e.g. ``"01"``."""
+        return ["".join(str(int(v)) for v in row) or "all cells" for row in states]
+
+    @staticmethod
+    def informative_columns(z_prob: np.ndarray) -> np.ndarray:
+        """The columns of Z-hat that a fit is expected to use: every factor."""
+        return z_prob
+
 
 class MarginalBernoulli(BernoulliLatent):
     """The exact expectation over Z's 2**n_latent states plus a KL to a learned Bernoulli prior (an ELBO)."""
@@ -202,6 +220,23 @@ class CategoricalLatent(BernoulliLatent):
     def design_columns(z: np.ndarray) -> np.ndarray:
         """The levels but the first (reference coding beside the GLM's intercept)."""
         return z[:, 1:]
+
+    allows_flips = False  # a level can be renamed, not negated
+
+    @staticmethod
+    def hard(z_prob: np.ndarray) -> np.ndarray:
+        """The most likely level, one-hot."""
+        return np.eye(z_prob.shape[1])[z_prob.argmax(1)]
+
+    @staticmethod
+    def state_labels(states: np.ndarray) -> list[str]:
+        """``"level 0"``, ``"level 1"``, ..."""
+        return [f"level {j}" for j in range(len(states))]
+
+    @staticmethod
+    def informative_columns(z_prob: np.ndarray) -> np.ndarray:
+        """The levels in use: levels the data do not need stay empty, which is no failure."""
+        return z_prob[:, z_prob.std(0) >= 1e-3]
 
 
 LATENT_FAMILIES: dict[str, type[BernoulliLatent]] = {
