@@ -2,9 +2,11 @@
 
 Run: ``.venv/bin/python -m benchmarks.speed [--sizes 10000x1000 ...]``; ``--smoke`` for a tiny run.
 Writes ``benchmarks/results/speed.{json,md}``. Each size is fitted in this process, ZConf then SCVI, for
-``--epochs`` epochs. The epoch time is the median over epochs of the time between Lightning's
+``--epochs`` epochs (an even number). The epoch time is the mean over epochs of the time between Lightning's
 ``on_train_epoch_start`` and ``on_train_epoch_end`` hooks (:class:`EpochTimer`), so that it counts the
 training loop only, not either model's set-up or post-training work; ``train_s`` is the whole ``train()``.
+The mean over an even number of epochs weighs ZConf's two phases (and the plain loop's) equally: the median
+of three alternating epochs, used before, was a predictor epoch's time.
 The plain loop (:func:`time_plain_torch`) is the notebook's design written directly in PyTorch, with the same
 minibatches densified from the same CSR matrix: the ratio to it is the cost of the scvi-tools/Lightning
 machinery (data loader, training plan, logging).
@@ -62,7 +64,7 @@ class EpochTimer(Callback):
 
 
 def _timed_train(model, epochs: int, batch_size: int, **train_kwargs) -> tuple[float, float]:
-    """Median epoch seconds (Lightning epoch hooks) and whole ``train()`` seconds, on CPU, no progress bar."""
+    """Mean epoch seconds (Lightning epoch hooks) and whole ``train()`` seconds, on CPU, no progress bar."""
     timer = EpochTimer()
     start = time.perf_counter()
     model.train(
@@ -73,13 +75,14 @@ def _timed_train(model, epochs: int, batch_size: int, **train_kwargs) -> tuple[f
         callbacks=[timer],
         **train_kwargs,
     )
-    return float(np.median(timer.seconds)), time.perf_counter() - start
+    return float(np.mean(timer.seconds)), time.perf_counter() - start
 
 
-def time_zconf(adata: AnnData, epochs: int, batch_size: int) -> tuple[float, float]:
-    """ZConf's timings (no restarts, so that one fit is timed)."""
+def time_zconf(adata: AnnData, epochs: int, batch_size: int, **train_kwargs) -> tuple[float, float]:
+    """ZConf's timings for one fit: ``n_latent=1``, one initialisation, no restarts."""
     zconf.ZConf.setup_anndata(adata, treatment_key="treatment", continuous_covariate_keys=["x0", "x1", "x2", "x3"])
-    return _timed_train(zconf.ZConf(adata), epochs, batch_size, max_restarts=0)
+    model = zconf.ZConf(adata, n_latent=1)
+    return _timed_train(model, epochs, batch_size, n_init=1, max_restarts=0, **train_kwargs)
 
 
 def time_scvi(adata: AnnData, epochs: int, batch_size: int) -> tuple[float, float]:
@@ -89,7 +92,7 @@ def time_scvi(adata: AnnData, epochs: int, batch_size: int) -> tuple[float, floa
 
 
 def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int = 1) -> float:
-    """Median epoch seconds of the notebook's alternating design as a plain PyTorch loop.
+    """Mean epoch seconds of the notebook's alternating design as a plain PyTorch loop.
 
     Generator MLP on [X, D, log1p Y] (128 ReLU units, sigmoid, straight-through 0/1), logistic classifier
     D ~ [X, Z], linear NB head Y ~ [X, D, Z] with per-gene dispersion; even epochs update the heads (generator
@@ -139,14 +142,14 @@ def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int
             loss.backward()
             optimizers[phase].step()
         seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
+    return float(np.mean(seconds))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     sizes = [f"{n}x{p}" for n in (1000, 10000, 100000) for p in (100, 1000, 2000)]
     parser.add_argument("--sizes", nargs="*", default=sizes)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4, help="an even number: both phases equally often")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument(
@@ -159,10 +162,14 @@ def main(argv=None) -> None:
     for size in sizes:
         n_obs, n_vars = (int(v) for v in size.split("x"))
         adata = sparse_counts(n_obs, n_vars)
-        # epochs of small data last a fraction of a second: the median of 3 was measured to swing by 0.2 in
-        # the ratio on a shared machine, so small sizes get 5x the epochs (still seconds in all)
+        # epochs of small data last a fraction of a second: timed over 3 epochs the ratio was measured to swing
+        # by 0.2 on a shared machine, so small sizes get 5x the epochs (still seconds in all)
         epochs = args.epochs * (5 if n_obs * n_vars <= 2_000_000 else 1)
         t_zconf, train_zconf = time_zconf(adata.copy(), epochs, args.batch_size)
+        # the same fit through scvi-tools' AnnDataLoader: what the in-memory loader (zconf.dataloaders) saves
+        t_zconf_scvi_loader, _ = time_zconf(
+            adata.copy(), epochs, args.batch_size, datasplitter_kwargs={"in_memory": False}
+        )
         t_scvi, train_scvi = time_scvi(adata.copy(), epochs, args.batch_size)
         t_plain = time_plain_torch(adata, epochs, args.batch_size)
         rows.append(
@@ -175,6 +182,8 @@ def main(argv=None) -> None:
                 "ratio_zconf_to_scvi": t_zconf / t_scvi,
                 "plain_torch_epoch_s": t_plain,
                 "ratio_zconf_to_plain_torch": t_zconf / t_plain,
+                "zconf_scvi_loader_epoch_s": t_zconf_scvi_loader,
+                "torch_threads": torch.get_num_threads(),
                 "zconf_cells_per_s": n_obs / t_zconf,
                 "scvi_cells_per_s": n_obs / t_scvi,
                 "zconf_train_s": train_zconf,
@@ -197,11 +206,13 @@ def main(argv=None) -> None:
         name,
         rows,
         columns,
-        "Epoch time of ZConf vs SCVI and a plain PyTorch loop (same sparse AnnData, batch size 128, 2 CPU cores)",
-        "Epoch times are medians over epochs of the training loop alone (Lightning epoch hooks; for the plain "
-        "PyTorch loop of the notebook's design, its own epoch loop); train_s is the "
-        "whole train() call for all epochs. peak_rss_gb_process is the process's peak so far (cumulative over "
-        "the sizes run before it).",
+        "Epoch time of ZConf vs SCVI and a plain PyTorch loop (same sparse AnnData, batch size 128, CPU)",
+        "Epoch times are means over an even number of epochs of the training loop alone (Lightning epoch hooks; "
+        "for the plain PyTorch loop of the notebook's design, its own epoch loop), so that both alternating "
+        "phases count equally. ZConf is one fit (n_latent=1, n_init=1, no restarts) with its in-memory loader; "
+        "zconf_scvi_loader_epoch_s is the same fit through scvi-tools' AnnDataLoader. train_s is the whole "
+        "train() call. torch_threads: torch's intra-op threads. peak_rss_gb_process is the process's peak so "
+        "far (cumulative over the sizes run before it).",
     )
 
 

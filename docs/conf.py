@@ -39,6 +39,8 @@ _UPSTREAM = [
     "ModelHooks",
     "DataHooks",
     "CheckpointHooks",
+    "DataSplitter",
+    "LightningDataModule",
 ]
 autodoc_default_options = {"members": True, "inherited-members": ",".join(_UPSTREAM)}
 napoleon_numpy_docstring = True

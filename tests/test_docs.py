@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "zconf.glm",
     "zconf.train",
     "zconf.module",
+    "zconf.dataloaders",
 ]
 #: public names not listed on their own, and why
 NOT_LISTED = {

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from zconf.module import ZConfModule, nb_deviance, nb_log_likelihood
+from zconf.module import ZConfModule, nb_deviance, nb_log_likelihood, nb_state_log_likelihoods
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,6 +44,20 @@ def test_extreme_values_stay_finite():
     log_mean = torch.tensor([80.0, -80.0, 0.0, 13.8])
     log_theta = torch.tensor([-50.0, 50.0, 30.0, -30.0])
     assert torch.isfinite(nb_log_likelihood(y, log_mean, log_theta)).all()
+
+
+def test_state_log_likelihoods_equal_the_elementwise_sum_with_gradients():
+    generator = torch.Generator().manual_seed(0)
+    y = torch.poisson(torch.full((6, 9), 4.0), generator=generator).double()
+    log_mean = torch.randn(6, 3, 9, generator=generator, dtype=torch.float64).requires_grad_()
+    log_theta = torch.randn(9, generator=generator, dtype=torch.float64).requires_grad_()
+    fast = nb_state_log_likelihoods(y, log_mean, log_theta)
+    slow = nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)
+    torch.testing.assert_close(fast, slow)
+    grads_fast = torch.autograd.grad(fast.sum(), (log_mean, log_theta))
+    grads_slow = torch.autograd.grad(slow.sum(), (log_mean, log_theta))
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_straight_through_forward_is_binary_and_gradient_is_sigmoid():

@@ -16,6 +16,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 
 from zconf._constants import GENERATOR_INPUTS, MODULE_KEYS, REGISTRY_KEYS
+from zconf.dataloaders import InMemoryDataSplitter, make_data_loader
 from zconf.module import ZConfModule
 from zconf.train import ZConfTrainingPlan
 
@@ -60,6 +61,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     _module_cls = ZConfModule
     _training_plan_cls = ZConfTrainingPlan
+    _data_splitter_cls = InMemoryDataSplitter  # minibatches sliced in memory (zconf.dataloaders: why)
+    _data_loader_cls = staticmethod(make_data_loader)
 
     def __init__(
         self,
