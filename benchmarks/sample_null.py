@@ -72,7 +72,7 @@ def add_effect(counts, d, genes, folds, rng):
 
 
 def zhat(adata, d, steps: int, seed: int) -> np.ndarray:
-    """Hard Z-hat of a short ZConf fit (``steps`` minibatch steps of 256 cells) with D as the treatment."""
+    """Hard Z-hat of a short ZConf fit (``n_latent=1``, ``steps`` minibatch steps of 256 cells), D the treatment."""
     import scvi
 
     import zconf
@@ -81,7 +81,7 @@ def zhat(adata, d, steps: int, seed: int) -> np.ndarray:
     fit.obs["fake_treatment"] = d.astype(int)
     scvi.settings.seed = seed
     zconf.ZConf.setup_anndata(fit, treatment_key="fake_treatment", categorical_covariate_keys=["cell_type"])
-    model = zconf.ZConf(fit)
+    model = zconf.ZConf(fit, n_latent=1)  # one binary Z-hat: a covariate to test calibration with
     epochs = max(1, int(np.ceil(steps * 256 / fit.n_obs)))
     model.train(max_epochs=epochs, batch_size=256, accelerator="cpu", enable_progress_bar=False)
     return model.get_latent_representation()

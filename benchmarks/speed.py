@@ -63,14 +63,14 @@ class EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def _timed_train(model, epochs: int, batch_size: int, **train_kwargs) -> tuple[float, float]:
-    """Mean epoch seconds (Lightning epoch hooks) and whole ``train()`` seconds, on CPU, no progress bar."""
+def _timed_train(model, epochs: int, batch_size: int, accelerator: str = "cpu", **train_kwargs) -> tuple[float, float]:
+    """Mean epoch seconds (Lightning epoch hooks) and whole ``train()`` seconds, no progress bar."""
     timer = EpochTimer()
     start = time.perf_counter()
     model.train(
         max_epochs=epochs,
         batch_size=batch_size,
-        accelerator="cpu",
+        accelerator=accelerator,
         enable_progress_bar=False,
         callbacks=[timer],
         **train_kwargs,
@@ -85,22 +85,23 @@ def time_zconf(adata: AnnData, epochs: int, batch_size: int, **train_kwargs) -> 
     return _timed_train(model, epochs, batch_size, n_init=1, max_restarts=0, **train_kwargs)
 
 
-def time_scvi(adata: AnnData, epochs: int, batch_size: int) -> tuple[float, float]:
+def time_scvi(adata: AnnData, epochs: int, batch_size: int, accelerator: str = "cpu") -> tuple[float, float]:
     """SCVI's timings (no validation split, as ZConf)."""
     scvi.model.SCVI.setup_anndata(adata)
-    return _timed_train(scvi.model.SCVI(adata), epochs, batch_size, train_size=1.0)
+    return _timed_train(scvi.model.SCVI(adata), epochs, batch_size, accelerator, train_size=1.0)
 
 
-def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int = 1) -> float:
+def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int = 1, device: str = "cpu") -> float:
     """Mean epoch seconds of the notebook's alternating design as a plain PyTorch loop.
 
     Generator MLP on [X, D, log1p Y] (128 ReLU units, sigmoid, straight-through 0/1), logistic classifier
     D ~ [X, Z], linear NB head Y ~ [X, D, Z] with per-gene dispersion; even epochs update the heads (generator
-    frozen), odd epochs the generator through the frozen heads, Adam at 1e-3, one backward per step.
+    frozen), odd epochs the generator through the frozen heads, Adam at 1e-3, one backward per step. On a GPU
+    (``device="cuda"``) each densified minibatch is copied to it, as a plain loop over host data does.
     """
     counts = sparse.csr_matrix(adata.X)
-    x = torch.as_tensor(adata.obs[["x0", "x1", "x2", "x3"]].to_numpy(dtype=np.float32))
-    d = torch.as_tensor(adata.obs["treatment"].to_numpy(dtype=np.float32))[:, None]
+    x = torch.as_tensor(adata.obs[["x0", "x1", "x2", "x3"]].to_numpy(dtype=np.float32), device=device)
+    d = torch.as_tensor(adata.obs["treatment"].to_numpy(dtype=np.float32), device=device)[:, None]
     n_obs, n_vars = counts.shape
     generator = torch.nn.Sequential(
         torch.nn.Linear(x.shape[1] + 1 + n_vars, 128),
@@ -110,7 +111,8 @@ def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int
     )
     classifier = torch.nn.Linear(x.shape[1] + n_latent, 1)
     nb_head = torch.nn.Linear(x.shape[1] + 1 + n_latent, n_vars)
-    log_theta = torch.nn.Parameter(torch.zeros(n_vars))
+    generator, classifier, nb_head = (module.to(device) for module in (generator, classifier, nb_head))
+    log_theta = torch.nn.Parameter(torch.zeros(n_vars, device=device))
     optimizers = {
         "generator": torch.optim.Adam(generator.parameters(), lr=1e-3),
         "heads": torch.optim.Adam([*classifier.parameters(), *nb_head.parameters(), log_theta], lr=1e-3),
@@ -120,8 +122,8 @@ def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int
         start = time.perf_counter()
         phase = "heads" if epoch % 2 == 0 else "generator"
         for batch in torch.randperm(n_obs).split(batch_size):
-            y = torch.as_tensor(counts[batch.numpy()].toarray())
-            xb, db = x[batch], d[batch]
+            y = torch.as_tensor(counts[batch.numpy()].toarray()).to(device)
+            xb, db = x[batch.to(device)], d[batch.to(device)]
             probs = generator(torch.cat([xb, db, torch.log1p(y)], dim=1))
             z = (probs > 0.5).float() + probs - probs.detach()
             if phase == "heads":
@@ -141,6 +143,8 @@ def time_plain_torch(adata: AnnData, epochs: int, batch_size: int, n_latent: int
                 optimizer.zero_grad()
             loss.backward()
             optimizers[phase].step()
+        if device != "cpu":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return float(np.mean(seconds))
 
@@ -152,6 +156,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=4, help="an even number: both phases equally often")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--accelerator", default="cpu", help="'cpu' or 'gpu' (benchmarks/gpu_check.sh)")
     parser.add_argument(
         "--merge", action="store_true", help="replace only the sizes run in the existing results, keep the others"
     )
@@ -165,13 +170,14 @@ def main(argv=None) -> None:
         # epochs of small data last a fraction of a second: timed over 3 epochs the ratio was measured to swing
         # by 0.2 on a shared machine, so small sizes get 5x the epochs (still seconds in all)
         epochs = args.epochs * (5 if n_obs * n_vars <= 2_000_000 else 1)
-        t_zconf, train_zconf = time_zconf(adata.copy(), epochs, args.batch_size)
+        accelerator = args.accelerator
+        t_zconf, train_zconf = time_zconf(adata.copy(), epochs, args.batch_size, accelerator=accelerator)
         # the same fit through scvi-tools' AnnDataLoader: what the in-memory loader (zconf.dataloaders) saves
         t_zconf_scvi_loader, _ = time_zconf(
-            adata.copy(), epochs, args.batch_size, datasplitter_kwargs={"in_memory": False}
+            adata.copy(), epochs, args.batch_size, accelerator=accelerator, datasplitter_kwargs={"in_memory": False}
         )
-        t_scvi, train_scvi = time_scvi(adata.copy(), epochs, args.batch_size)
-        t_plain = time_plain_torch(adata, epochs, args.batch_size)
+        t_scvi, train_scvi = time_scvi(adata.copy(), epochs, args.batch_size, accelerator)
+        t_plain = time_plain_torch(adata, epochs, args.batch_size, device="cuda" if accelerator == "gpu" else "cpu")
         rows.append(
             {
                 "n_obs": n_obs,
@@ -184,6 +190,7 @@ def main(argv=None) -> None:
                 "ratio_zconf_to_plain_torch": t_zconf / t_plain,
                 "zconf_scvi_loader_epoch_s": t_zconf_scvi_loader,
                 "torch_threads": torch.get_num_threads(),
+                "accelerator": accelerator,
                 "zconf_cells_per_s": n_obs / t_zconf,
                 "scvi_cells_per_s": n_obs / t_scvi,
                 "zconf_train_s": train_zconf,
@@ -192,7 +199,7 @@ def main(argv=None) -> None:
             }
         )
         print(rows[-1], flush=True)
-    name = "speed_smoke" if args.smoke else "speed"
+    name = "speed_smoke" if args.smoke else "speed" if args.accelerator == "cpu" else f"speed_{args.accelerator}"
     columns = list(rows[0])
     if args.merge and (_common.RESULTS / f"{name}.json").exists():
         done = {(r["n_obs"], r["n_vars"]) for r in rows}
