@@ -4,7 +4,9 @@ Run: ``.venv/bin/python -m benchmarks.paired_vae`` (about 40 minutes on 2 busy C
 tiny run on simulated data. Needs ``../shared/data/kang_muscat_2donor.h5ad`` and
 ``../shared/data/kang_distinct_3donor.h5ad`` (or ``--data-dir``). Writes ``benchmarks/results/paired_vae.{json,md}``
 (summary over seeds) and ``paired_vae_runs.{json,md}`` (one row per run), and, with ``--latents``, the
-embeddings of the first seed (for ``zconf.pl.integration_umap``).
+embeddings of the first seed (for ``zconf.pl.integration_umap``, rendered by ``--plot-from FOLDER``). On a busy
+machine, run one process per data set and seed (``--datasets NAME --seeds S``, keeping each
+``paired_vae_runs.json``) and join them with ``--merge FILE ...``.
 
 Methods: ``PairedVAE(adata)`` then ``train(adversarial=...)`` with every default; scvi-tools' ``SCVI`` with
 ``batch_key="condition"``, its defaults and 200 epochs (``--scvi-max-epochs``; the reference of issue 19);
@@ -220,7 +222,11 @@ def main(argv=None) -> None:
     parser.add_argument("--scvi-max-epochs", type=int, default=200, help="0: scvi-tools' own heuristic")
     parser.add_argument("--plot-from", type=Path, default=None, help="only render the UMAPs from these latents")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these runs JSON files")
     args = parser.parse_args(argv)
+    if args.merge is not None:
+        write_results(merge_runs(args.merge), "paired_vae")
+        return
     if args.plot_from is not None:
         plot_umaps(args.plot_from, args.data_dir, args.datasets)
         return
@@ -238,6 +244,26 @@ def main(argv=None) -> None:
     rows = []
     for name, adata in data.items():
         rows.extend(run_dataset(name, adata, args.seeds, args.smoke, args.latents, args.scvi_max_epochs))
+    write_results(rows, "paired_vae_smoke" if args.smoke else "paired_vae")
+
+
+def merge_runs(paths: list[Path]) -> list[dict]:
+    """The rows of several ``paired_vae_runs.json`` files (one process per data set and seed), the
+    deterministic references (PCA, unintegrated) kept once per data set."""
+    import json
+
+    rows, seen = [], set()
+    for path in paths:
+        for row in json.loads(Path(path).read_text()):
+            key = (row["dataset"], row["method"], row["seed"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return rows
+
+
+def write_results(rows: list[dict], prefix: str) -> None:
+    """Write the per-run table and the summary over seeds."""
     summary = summarise(rows, ("dataset", "method"), METRICS)
     for row in summary:  # mixing: the worst seed is the one farthest from 0.5
         values = [
@@ -246,7 +272,6 @@ def main(argv=None) -> None:
             if (r["dataset"], r["method"]) == (row["dataset"], row["method"])
         ]
         row["mixing_balanced_accuracy_worst"] = float(max(values, key=lambda v: abs(v - 0.5)))
-    prefix = "paired_vae_smoke" if args.smoke else "paired_vae"
     notes = (
         "Defaults of every method; stim vs ctrl as the two datasets; kang_muscat_2donor: 1,556 cells x 1,267 "
         "genes, 5 cell types; kang_distinct_3donor: 9,517 cells x 100 genes, 8 cell types. mixing: 5-fold "

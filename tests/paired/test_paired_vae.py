@@ -166,6 +166,25 @@ def test_cycle_loss_is_finite_and_logged(paired):
     assert "cycle_loss" in plan._epoch_sums
 
 
+def test_cycle_loss_cannot_shrink_the_posterior_means(paired):
+    """The cycle loss trains the other dataset's decoder and encoder only: no gradient reaches μ's own encoder."""
+    module = PairedVAEModule(paired.n_vars, n_latent=3, n_hidden=8, tied_init=False)
+    module.eval()
+    counts = torch.as_tensor(paired.layers["counts"].toarray()[:160], dtype=torch.float32)  # dataset 0 only
+    outputs = module.inference(counts, torch.zeros(160, 1))
+    module.cycle_loss(outputs).backward()
+    assert all(p.grad is None or not p.grad.any() for p in module.encoders[0].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in module.encoders[1].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in module.decoders[1].parameters())
+
+
+def test_standardised_discriminator_input_is_scale_invariant():
+    module = PairedVAEModule(10, n_latent=3, n_hidden=8, standardise_discriminator_input=True)
+    qz_m = torch.randn(32, 3)
+    torch.testing.assert_close(module.discriminate(qz_m), module.discriminate(0.1 * qz_m), rtol=1e-2, atol=1e-2)
+    assert not PairedVAEModule(10, n_latent=3).standardise_discriminator_input  # off by default (measured)
+
+
 def test_default_epochs_follow_minibatch_steps():
     assert paired_max_epochs(1556) == 200
     assert paired_max_epochs(9517) == 35

@@ -17,15 +17,24 @@ def _umap(representation: np.ndarray, n_neighbors: int, random_state: int) -> np
 
     embedded = AnnData(np.zeros((representation.shape[0], 1), dtype=np.float32))
     embedded.obsm["X_rep"] = np.asarray(representation, dtype=np.float32)
-    sc.pp.neighbors(embedded, use_rep="X_rep", n_neighbors=n_neighbors, random_state=random_state)
+    try:
+        sc.pp.neighbors(embedded, use_rep="X_rep", n_neighbors=n_neighbors, random_state=random_state)
+    except AttributeError:  # scanpy's approximate neighbours (> 4,096 cells) with scipy's sparse arrays
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=n_neighbors, random_state=random_state)
+        return reducer.fit_transform(embedded.obsm["X_rep"])
     sc.tl.umap(embedded, random_state=random_state)
     return embedded.obsm["X_umap"]
 
 
 def _log_normalised_pca(adata: AnnData, layer: str | None, n_comps: int) -> np.ndarray:
     import scanpy as sc
+    from scipy import sparse
 
     counts = adata.X if layer is None else adata.layers[layer]
+    if sparse.issparse(counts):  # scanpy's normalisation needs a sparse matrix, not a sparse array
+        counts = sparse.csr_matrix(counts)
     normalised = AnnData(counts.astype(np.float32))
     sc.pp.normalize_total(normalised)
     sc.pp.log1p(normalised)

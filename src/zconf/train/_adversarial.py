@@ -209,7 +209,7 @@ class PairedAdversarialPlan(ManualOptimizationPlan):
                 inference_outputs["qz_m"], inference_outputs["dataset"], self.class_weights
             )
             if self.alternate_objective == "confusion":
-                logits = self.module.discriminator(inference_outputs["qz_m"]).squeeze(-1)
+                logits = self.module.discriminate(inference_outputs["qz_m"])
                 adversarial = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
             else:
                 adversarial = -disc_loss
