@@ -11,9 +11,6 @@ therefore nil: the step's arithmetic dominates. It keeps the same fields, dtypes
 loader (a seeded fit gives the same result with either; a test asserts it), and is used only where it can
 be: AnnData in memory and one process. Disk-backed AnnData and multi-process (DDP) training keep scvi-tools'
 loader and its distributed sampler.
-
-On an accelerator, the fields are moved to the device once, sparse counts as CSR tensors, and each minibatch
-is gathered there (:func:`csr_rows`): no host-to-device copy per step.
 """
 
 from __future__ import annotations
@@ -27,6 +24,12 @@ from scvi.dataloaders import AnnDataLoader, DataSplitter
 
 #: ``in_memory`` choices of :class:`InMemoryDataSplitter` and :func:`make_data_loader`.
 IN_MEMORY_CHOICES = ("auto", True, False)
+
+
+def _check_in_memory(in_memory) -> None:
+    if in_memory not in IN_MEMORY_CHOICES:
+        msg = f"`in_memory` must be one of {IN_MEMORY_CHOICES}, got {in_memory!r}."
+        raise ValueError(msg)
 
 
 def can_hold_in_memory(adata_manager: AnnDataManager, distributed: bool = False) -> bool:
@@ -166,16 +169,20 @@ class InMemoryAnnDataLoader:
 
 
 def make_data_loader(
-    adata_manager: AnnDataManager, in_memory: bool | str = "auto", distributed_sampler: bool = False, **kwargs
+    adata_manager: AnnDataManager,
+    in_memory: bool | str = "auto",
+    distributed_sampler: bool = False,
+    device: str | torch.device = "cpu",
+    pin_memory: bool = False,
+    **kwargs,
 ):
     """:class:`InMemoryAnnDataLoader` where it applies (:func:`can_hold_in_memory`), else scvi-tools' loader.
 
     ``in_memory=True`` asks for the in-memory loader and raises a clear error where it cannot be used;
-    ``False`` always gives scvi-tools' :class:`~scvi.dataloaders.AnnDataLoader`.
+    ``False`` always gives scvi-tools' :class:`~scvi.dataloaders.AnnDataLoader`. ``device`` is where the
+    in-memory loader holds the data; ``pin_memory`` applies to scvi-tools' loader only.
     """
-    if in_memory not in IN_MEMORY_CHOICES:
-        msg = f"`in_memory` must be one of {IN_MEMORY_CHOICES}, got {in_memory!r}."
-        raise ValueError(msg)
+    _check_in_memory(in_memory)
     possible = can_hold_in_memory(adata_manager, distributed_sampler)
     if in_memory is True and not possible:
         msg = (
@@ -184,8 +191,8 @@ def make_data_loader(
         )
         raise ValueError(msg)
     if in_memory is False or not possible:
-        return AnnDataLoader(adata_manager, distributed_sampler=distributed_sampler, **kwargs)
-    return InMemoryAnnDataLoader(adata_manager, **kwargs)
+        return AnnDataLoader(adata_manager, distributed_sampler=distributed_sampler, pin_memory=pin_memory, **kwargs)
+    return InMemoryAnnDataLoader(adata_manager, device=device, **kwargs)
 
 
 class InMemoryDataSplitter(DataSplitter):
@@ -215,9 +222,7 @@ class InMemoryDataSplitter(DataSplitter):
         distributed_sampler: bool = False,
         **kwargs,
     ):
-        if in_memory not in IN_MEMORY_CHOICES:
-            msg = f"`in_memory` must be one of {IN_MEMORY_CHOICES}, got {in_memory!r}."
-            raise ValueError(msg)
+        _check_in_memory(in_memory)
         super().__init__(adata_manager, distributed_sampler=distributed_sampler, **kwargs)
         self.in_memory = in_memory
 
@@ -226,19 +231,16 @@ class InMemoryDataSplitter(DataSplitter):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _loader(self, indices, shuffle: bool, drop_last: bool):
-        kwargs = dict(self.data_loader_kwargs)
-        if can_hold_in_memory(self.adata_manager, kwargs.get("distributed_sampler", False)) and self.in_memory:
-            kwargs["device"] = self._device()
-        else:
-            kwargs["pin_memory"] = self.pin_memory
         return make_data_loader(
             self.adata_manager,
             in_memory=self.in_memory,
+            device=self._device(),
+            pin_memory=self.pin_memory,
             indices=indices,
             shuffle=shuffle,
             drop_last=drop_last,
             load_sparse_tensor=self.load_sparse_tensor,
-            **kwargs,
+            **self.data_loader_kwargs,
         )
 
     def train_dataloader(self):
