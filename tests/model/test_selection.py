@@ -12,7 +12,8 @@ from scipy import stats
 import zconf
 from tests.conftest import COVARIATES, FAST_TRAIN, setup
 from zconf.analysis import PairedGain, choose_smallest_supported, stops_early
-from zconf.model._training import RunResult, best_of_restarts, is_collapsed
+from zconf.model._submodels import CANDIDATE_EPOCH_FRACTION, CANDIDATE_MIN_STEPS, _candidate_epochs
+from zconf.model._training import RunResult, best_of_restarts, default_max_epochs, fine_tune_epochs, is_collapsed
 
 OLD_MODEL = Path(__file__).parents[1] / "data" / "old_format_model"
 
@@ -111,6 +112,8 @@ def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path):
     assert model.n_latent_ == 1
     z = model.get_latent_representation(soft=True)
     assert max(abs(np.corrcoef(z[:, j], adata.obsm["z_true"][:, 0])[0, 1]) for j in range(z.shape[1])) > 0.9
+    # the final fit started from the chosen candidate and only fine-tuned on all cells
+    assert len(model.history["train_loss"]) == fine_tune_epochs(default_max_epochs(adata.n_obs, 128))
     model.save(tmp_path / "auto")
     loaded = zconf.ZConf.load(tmp_path / "auto", adata=adata)
     assert loaded.n_latent_ == model.n_latent_
@@ -130,6 +133,29 @@ def test_same_call_gives_the_same_answer(adata):
     state = torch.get_rng_state()
     model.train(max_epochs=2, batch_size=64, accelerator="cpu", enable_progress_bar=False)
     assert torch.equal(state, torch.get_rng_state())  # the user's random stream is left alone
+
+
+@pytest.mark.parametrize("n_train", [320, 1600, 8000, 80000])
+def test_candidates_train_for_the_default_steps_or_the_users_epochs(n_train):
+    n_batches = -(-n_train // 128)
+    full = default_max_epochs(n_train, 128)
+    epochs = _candidate_epochs(None, n_train, None)
+    assert epochs % 2 == 0 and epochs <= full + 1
+    assert epochs * n_batches >= min(CANDIDATE_MIN_STEPS, full * n_batches)
+    assert epochs * n_batches >= round(CANDIDATE_EPOCH_FRACTION * full) * n_batches - n_batches
+    assert _candidate_epochs(6, n_train, None) == 6  # the user's epochs are kept
+
+
+def test_default_auto_call_gives_the_same_answer_twice(adata):
+    adata = setup(adata)
+    results = []
+    for _ in range(2):
+        model = zconf.ZConf(adata, n_hidden=8, max_latent=1, max_levels=2)
+        model.train(max_epochs=4, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+        results.append((model.latent_selection_, model.get_latent_representation(soft=True)))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    columns = ["heldout_loglik", "chosen"]
+    assert results[0][0][columns].equals(results[1][0][columns])
 
 
 def test_a_model_saved_by_version_0_1_still_loads():

@@ -247,11 +247,12 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         call.update(random_state=random_state, **kwargs)
         self.train_call_ = {key: call[key] for key in _training.REUSED_TRAIN_KEYS if key in call}
         with _training.seeded(random_state):  # the user's random streams are restored afterwards
+            warm_state = None
             if self.init_params_["non_kwargs"]["n_latent"] == "auto" and not self.is_trained_:
-                _submodels.choose_n_latent(self)
+                warm_state = _submodels.choose_n_latent(self)
             # every process of a multi-device fit must make the same restart decisions: one fit there
             restarts = 0 if distributed else max_restarts
-            _training.fit_with_restarts(self, train_kwargs, n_init, restarts, random_state)
+            _training.fit_with_restarts(self, train_kwargs, n_init, restarts, random_state, warm_state)
             self._warn_if_uninformative()
 
     def _train_once(self, train_kwargs: dict) -> None:

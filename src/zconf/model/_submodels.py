@@ -118,19 +118,31 @@ def cross_fitted_latent(model, n_folds: int, random_state: int | None, train_kwa
     return crossed
 
 
-#: Share of cells held out to score the candidates, and the share of the epochs each candidate trains for.
-#: Candidates train for all the epochs: at half of them (the earlier setting) the candidates were compared on how
-#: fast they converge, not on how well they fit. Measured on a binary confounder (400 cells x 30 genes): at half
-#: the epochs Bernoulli 1 scored 0.6 nats per held-out cell below a 3-level categorical, whose softmax converges
-#: faster, and the categorical was chosen; at all the epochs the two tied (+0.06, SE 0.04) and Bernoulli 1 won.
+#: Share of cells held out to score the candidates.
 HELD_OUT_FRACTION = 0.2
+#: Without ``max_epochs`` from the user, a candidate trains for this share of the default epochs of its training
+#: cells, but never for fewer than ``CANDIDATE_MIN_STEPS`` minibatch steps (nor more than the default).
+#: Measured, with the candidates being most of the cost of ``n_latent="auto"``:
+#: - 400 cells x 30 genes, binary confounder (the 200-epoch cap: 600 steps in all): at 300 steps Bernoulli 1
+#:   scored 0.6 nats per held-out cell below a 3-level categorical, whose softmax converges faster, and the
+#:   categorical was chosen; at 600 steps the two tied;
+#: - 10,000 x 1,000, binary confounder (2026-12-02): at half the default steps (882) Bernoulli 1 was again
+#:   0.24 nats (SE 0.04) below the 3-level categorical, which was chosen; at all of them (1,638) they tie
+#:   (-0.05, SE 0.03) and Bernoulli 1 is chosen. So the candidates keep all the steps.
 CANDIDATE_EPOCH_FRACTION = 1.0
+CANDIDATE_MIN_STEPS = 800
 
 
 def _candidate_epochs(max_epochs: int | None, n_train: int, batch_size: int | None) -> int:
-    """Epochs of a candidate fit: what the user asked for, or the default for the training cells (even)."""
-    full = max_epochs or _training.default_max_epochs(n_train, min(batch_size or 128, n_train))
-    epochs = max(2, round(CANDIDATE_EPOCH_FRACTION * full))
+    """Epochs of a candidate fit: what the user asked for, else a share of the default for the training cells.
+
+    See :data:`CANDIDATE_EPOCH_FRACTION`; the result is even, so that the last phase is a generator phase.
+    """
+    if max_epochs:
+        return max_epochs
+    n_batches = max(1, -(-n_train // min(batch_size or 128, n_train)))
+    full = _training.default_max_epochs(n_train, min(batch_size or 128, n_train))
+    epochs = min(full, max(round(CANDIDATE_EPOCH_FRACTION * full), -(-CANDIDATE_MIN_STEPS // n_batches), 2))
     return epochs + (epochs % 2)
 
 
@@ -148,8 +160,14 @@ def candidates_to_try(distribution: str | None, max_latent: int, max_levels: int
     return [NO_LATENT, *bernoulli, *categorical]
 
 
-def _score_candidate(model, candidate, train_cells, held_out_cells, train_call, epochs) -> tuple[np.ndarray, dict]:
-    """Train one candidate on the training cells; its held-out log-likelihoods and the overlap of its states."""
+def _score_candidate(
+    model, candidate, train_cells, held_out_cells, train_call, epochs
+) -> tuple[np.ndarray, dict, dict]:
+    """Train one candidate on the training cells.
+
+    Returns its held-out log-likelihoods, the overlap of its states and its trained module's state (on the CPU),
+    which starts the final fit when the candidate is chosen.
+    """
     distribution, n_latent = candidate
     overrides = {"n_latent": n_latent, "latent_distribution": "bernoulli" if n_latent == 0 else distribution}
     sub_model = subset_model(model, train_cells, **overrides)
@@ -164,11 +182,12 @@ def _score_candidate(model, candidate, train_cells, held_out_cells, train_call, 
         "treated_share_max": float(judged.max()) if len(judged) else np.nan,
         "overlap": bool(overlap["overlap"].all()),
     }
+    state = {key: value.detach().cpu().clone() for key, value in sub_model.module.state_dict().items()}
     forget_model(sub_model, held_out_cells)
-    return scores, extra
+    return scores, extra, state
 
 
-def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame]:
+def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, dict]:
     """Fit the candidates on 80% of the cells and score them on the other 20%.
 
     Each candidate is trained like the final model (the same keywords, restarts, seed and epochs),
@@ -180,7 +199,8 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
 
     Returns
     -------
-    The chosen ``(latent_distribution, n_latent)`` and :func:`zconf.analysis.selection_table`.
+    The chosen ``(latent_distribution, n_latent)``, :func:`zconf.analysis.selection_table` and the chosen
+    candidate's trained module state.
     """
     treatment = model.regression_data().treatment
     random_state = train_call.get("random_state")
@@ -188,12 +208,12 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     train_cells, held_out = next(splitter.split(np.zeros(len(treatment)), treatment))
     train_cells, held_out_cells = np.sort(train_cells), cell_copy(model.adata, np.sort(held_out))
     epochs = _candidate_epochs(train_call.get("max_epochs"), len(train_cells), train_call.get("batch_size"))
-    scores, seconds, extra, stopped = {}, {}, {}, set()
+    scores, seconds, extra, states, stopped = {}, {}, {}, {}, set()
     for candidate in candidates:
         if candidate[0] in stopped:
             continue
         start = time.perf_counter()
-        scores[candidate], extra[candidate] = _score_candidate(
+        scores[candidate], extra[candidate], states[candidate] = _score_candidate(
             model, candidate, train_cells, held_out_cells, train_call, epochs
         )
         seconds[candidate] = time.perf_counter() - start
@@ -204,14 +224,20 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
             stopped.add(candidate[0])
     eligible = [c for c in scores if c == NO_LATENT or extra[c]["overlap"]]
     chosen = choose_smallest_supported(scores, eligible)
-    return chosen, selection_table(scores, chosen, seconds, extra)
+    return chosen, selection_table(scores, chosen, seconds, extra), states[chosen]
 
 
-def choose_n_latent(model) -> None:
-    """Choose ``model``'s latent family and size by held-out likelihood, store the table and rebuild its module."""
+def choose_n_latent(model) -> dict:
+    """Choose ``model``'s latent family and size by held-out likelihood, store the table and rebuild its module.
+
+    Returns
+    -------
+    The chosen candidate's trained module state, from which the final fit on all cells starts
+    (:func:`zconf.model._training.fit_with_restarts`'s ``warm_state``).
+    """
     params = model.init_params_["non_kwargs"]
     candidates = candidates_to_try(params.get("latent_distribution"), params["max_latent"], params.get("max_levels", 8))
-    (distribution, n_latent), table = select_n_latent(model, candidates, model.train_call_)
+    (distribution, n_latent), table, state = select_n_latent(model, candidates, model.train_call_)
     model.latent_selection_ = table
     model.set_latent("bernoulli" if n_latent == 0 else distribution, n_latent)
     label = candidate_label((distribution, n_latent))
@@ -224,3 +250,4 @@ def choose_n_latent(model) -> None:
         logger.info(
             "The data support %d binary confounder(s) (n_latent=%d); see latent_selection_.", n_latent, n_latent
         )
+    return state

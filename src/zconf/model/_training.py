@@ -175,13 +175,33 @@ def seeded(random_state: int | None) -> Iterator[None]:
         yield
 
 
-def fit_with_restarts(model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None) -> None:
+#: Share of ``max_epochs`` for which the final fit of ``n_latent="auto"`` trains on all cells, starting from the
+#: chosen candidate (already trained, with its restarts, on 80% of them). Refitting from scratch with restarts
+#: repeated the candidate's work and made the default fit cost 6x one fit (benchmarks/results/scale.md).
+FINE_TUNE_FRACTION = 0.25
+
+
+def fine_tune_epochs(max_epochs: int) -> int:
+    """Epochs of the final fit of ``n_latent="auto"`` from the chosen candidate: a quarter, at least 2, even."""
+    epochs = max(2, round(FINE_TUNE_FRACTION * max_epochs))
+    return min(epochs + (epochs % 2), max_epochs)
+
+
+def fit_with_restarts(
+    model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None, warm_state: dict | None = None
+) -> None:
     """Screening runs from ``n_init`` starts (plus restarts of collapsed fits); the best is trained on.
 
     With one start, that start is trained for all ``max_epochs``. Without Z the heads are GLMs with one
-    optimum, so one start is used.
+    optimum, so one start is used. With ``warm_state`` (the chosen candidate of ``n_latent="auto"``, trained
+    with its own restarts) the module starts from it and trains for :func:`fine_tune_epochs` only.
     """
     total = train_kwargs["max_epochs"]
+    if warm_state is not None:
+        model.module.load_state_dict(warm_state)
+        with seeded(random_state):
+            model._train_once({**train_kwargs, "max_epochs": fine_tune_epochs(total)})
+        return
     has_latent = model.n_latent_ > 0
     runs = n_init if has_latent else 1
     screen = screening_epochs(total) if runs > 1 else total
