@@ -26,7 +26,7 @@ SCENARIOS = {
     "weak": 3,
     "confounded": 3,
     "seed": 3,
-    "categorical": 5,
+    "categorical": 10,
     "continuous": 5,
 }
 #: what the oracle adjusts for, per kind of confounder (a categorical one drops its first level)

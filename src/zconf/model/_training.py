@@ -199,6 +199,7 @@ def fit_with_restarts(
     total = train_kwargs["max_epochs"]
     if warm_state is not None:
         model.module.load_state_dict(warm_state)
+        model.module.baselines_fitted.fill_(False)  # the DBPR baselines (when used) are refitted on all cells
         with seeded(random_state):
             model._train_once({**train_kwargs, "max_epochs": fine_tune_epochs(total)})
         return
