@@ -56,6 +56,7 @@ def latent_selection(
         x, [str(label) for label in labels], rotation=35 if len(x) > 5 else 0, ha="right" if len(x) > 5 else "center"
     )
     ax.set_xlabel("candidate latent (family and size)")
+    ax.set_ylabel("held-out log-likelihood gain\nover the chosen (nats per cell)")
     absolute = table["heldout_loglik"].to_numpy()
     ax.set_title(f"Choice of the latent (chosen: {absolute[chosen][0]:.2f} nats per held-out cell)", fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="best")
