@@ -12,7 +12,7 @@ from scipy import stats
 import zconf
 from tests.conftest import COVARIATES, FAST_TRAIN, setup
 from zconf.analysis import PairedGain, choose_smallest_supported, stops_early
-from zconf.model._submodels import CANDIDATE_EPOCH_FRACTION, CANDIDATE_MIN_STEPS, _candidate_epochs
+from zconf.model._submodels import CANDIDATE_EPOCH_FRACTION, _candidate_epochs
 from zconf.model._training import RunResult, best_of_restarts, default_max_epochs, fine_tune_epochs, is_collapsed
 
 OLD_MODEL = Path(__file__).parents[1] / "data" / "old_format_model"
@@ -141,7 +141,7 @@ def test_candidates_train_for_the_default_steps_or_the_users_epochs(n_train):
     full = default_max_epochs(n_train, 128)
     epochs = _candidate_epochs(None, n_train, None)
     assert epochs % 2 == 0 and epochs <= full + 1
-    assert epochs * n_batches >= min(CANDIDATE_MIN_STEPS, full * n_batches)
+    assert epochs * n_batches >= min(800, full * n_batches)  # never fewer steps than the 10k x 1k trial's floor
     assert epochs * n_batches >= round(CANDIDATE_EPOCH_FRACTION * full) * n_batches - n_batches
     assert _candidate_epochs(6, n_train, None) == 6  # the user's epochs are kept
 

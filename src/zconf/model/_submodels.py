@@ -121,28 +121,25 @@ def cross_fitted_latent(model, n_folds: int, random_state: int | None, train_kwa
 #: Share of cells held out to score the candidates.
 HELD_OUT_FRACTION = 0.2
 #: Without ``max_epochs`` from the user, a candidate trains for this share of the default epochs of its training
-#: cells, but never for fewer than ``CANDIDATE_MIN_STEPS`` minibatch steps (nor more than the default).
-#: Measured, with the candidates being most of the cost of ``n_latent="auto"``:
+#: cells. Measured, with the candidates being most of the cost of ``n_latent="auto"``:
 #: - 400 cells x 30 genes, binary confounder (the 200-epoch cap: 600 steps in all): at 300 steps Bernoulli 1
 #:   scored 0.6 nats per held-out cell below a 3-level categorical, whose softmax converges faster, and the
 #:   categorical was chosen; at 600 steps the two tied;
-#: - 10,000 x 1,000, binary confounder (2026-12-02): at half the default steps (882) Bernoulli 1 was again
-#:   0.24 nats (SE 0.04) below the 3-level categorical, which was chosen; at all of them (1,638) they tie
-#:   (-0.05, SE 0.03) and Bernoulli 1 is chosen. So the candidates keep all the steps.
+#: - 10,000 x 1,000, binary confounder (2026-12-02): at half the default steps (with a floor of 800 steps: 882)
+#:   Bernoulli 1 was again 0.24 nats (SE 0.04) below the 3-level categorical, which was chosen; at all of them
+#:   (1,638) they tie (-0.05, SE 0.03) and Bernoulli 1 is chosen. So the candidates keep all the steps.
 CANDIDATE_EPOCH_FRACTION = 1.0
-CANDIDATE_MIN_STEPS = 800
 
 
 def _candidate_epochs(max_epochs: int | None, n_train: int, batch_size: int | None) -> int:
     """Epochs of a candidate fit: what the user asked for, else a share of the default for the training cells.
 
-    See :data:`CANDIDATE_EPOCH_FRACTION`; the result is even, so that the last phase is a generator phase.
+    See :data:`CANDIDATE_EPOCH_FRACTION`; the default share is even, so that the last phase is a generator phase.
     """
     if max_epochs:
         return max_epochs
-    n_batches = max(1, -(-n_train // min(batch_size or 128, n_train)))
     full = _training.default_max_epochs(n_train, min(batch_size or 128, n_train))
-    epochs = min(full, max(round(CANDIDATE_EPOCH_FRACTION * full), -(-CANDIDATE_MIN_STEPS // n_batches), 2))
+    epochs = max(2, round(CANDIDATE_EPOCH_FRACTION * full))
     return epochs + (epochs % 2)
 
 
