@@ -6,6 +6,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+import scvi
 import torch
 from scipy import stats
 
@@ -122,6 +123,8 @@ def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path):
 
 
 def test_same_call_gives_the_same_answer(adata):
+    """Without the user seeding scvi-tools (``settings.seed`` is ``None`` by default), the seeded fit repeats."""
+    scvi.settings.seed = None  # the suite's fixture sets 0; a user's session has None
     adata = setup(adata)
     results = []
     for _ in range(2):
@@ -147,6 +150,7 @@ def test_candidates_train_for_the_default_steps_or_the_users_epochs(n_train):
 
 
 def test_default_auto_call_gives_the_same_answer_twice(adata):
+    scvi.settings.seed = None  # as in a user's session
     adata = setup(adata)
     results = []
     for _ in range(2):
@@ -179,3 +183,23 @@ def test_latent_selection_plot(tmp_path):
     assert (tmp_path / "selection.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="latent_selection_"):
         zconf.pl.latent_selection(zconf.ZConf(adata, n_latent=1))
+
+
+def test_the_model_without_z_is_fitted_exactly(adata):
+    """The candidate without Z is the GLM's maximum-likelihood fit (IRLS, ML dispersions), not minibatch steps."""
+    from zconf.glm import design_matrix, fit_nb_glm
+    from zconf.model._training import fit_without_latent
+
+    adata = setup(adata)
+    exact = zconf.ZConf(adata, n_hidden=8, n_latent=0)
+    fit_without_latent(exact, random_state=0)
+    assert exact.is_trained_
+    stepped = zconf.ZConf(adata, n_hidden=8, n_latent=0)
+    stepped.train(**FAST_TRAIN)
+    # no fit of the same model has a higher training likelihood than its maximum-likelihood fit
+    assert exact.get_marginal_log_likelihood().sum() >= stepped.get_marginal_log_likelihood().sum() - 1e-3
+    data = exact.regression_data(reference_coding=None)
+    counts = data.counts.toarray() if hasattr(data.counts, "toarray") else np.asarray(data.counts)
+    glm = fit_nb_glm(counts, design_matrix(data.covariates, data.treatment).matrix, dispersion_method="ml")
+    coef = exact.module.nb_head.linear.weight.detach().numpy()[:, exact.module.n_covariates]
+    np.testing.assert_allclose(coef, glm.coef[:, -1], atol=1e-4)

@@ -211,6 +211,9 @@ class InMemoryDataSplitter(DataSplitter):
         ``False`` to force the choice.
     distributed_sampler
         Set by scvi-tools for multi-process strategies.
+    split_seed
+        Seed of the shuffled split into training, validation and test cells. ``None``: scvi-tools' own,
+        ``scvi.settings.seed``, which is ``None`` (a fresh split each time) unless the user sets it.
     **kwargs
         Passed to :class:`~scvi.dataloaders.DataSplitter`.
     """
@@ -220,11 +223,30 @@ class InMemoryDataSplitter(DataSplitter):
         adata_manager: AnnDataManager,
         in_memory: bool | str = "auto",
         distributed_sampler: bool = False,
+        split_seed: int | None = None,
         **kwargs,
     ):
         _check_in_memory(in_memory)
         super().__init__(adata_manager, distributed_sampler=distributed_sampler, **kwargs)
         self.in_memory = in_memory
+        self.split_seed = split_seed
+
+    def setup(self, stage: str | None = None):
+        """scvi-tools' split, drawn from ``split_seed`` when one is given.
+
+        scvi-tools permutes the cells with ``np.random.RandomState(scvi.settings.seed)`` even for
+        ``train_size=1.0``, and the permutation decides which cell each shuffled minibatch position takes: with
+        the default ``settings.seed = None``, two seeded fits then differed (measured: Z-hat probabilities
+        apart by up to 0.03 after 4 epochs). Setting ``settings.seed`` would reseed the user's global generators,
+        so the same permutation is drawn here from a generator of its own.
+        """
+        super().setup(stage)
+        if self.split_seed is None or self.external_indexing is not None or not self.shuffle_set_split:
+            return
+        indices = np.random.RandomState(seed=self.split_seed).permutation(self.adata_manager.adata.n_obs)
+        self.val_idx = indices[: self.n_val]
+        self.train_idx = indices[self.n_val : self.n_val + self.n_train]
+        self.test_idx = indices[self.n_val + self.n_train :]
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)

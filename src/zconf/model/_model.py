@@ -239,6 +239,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         """
         asked = {"max_epochs": max_epochs, "batch_size": batch_size, "train_size": train_size}
         train_kwargs = _training.resolve_train_kwargs(self.adata.n_obs, {**asked, "plan_kwargs": plan_kwargs}, kwargs)
+        train_kwargs = _training.with_split_seed(train_kwargs, random_state)
         distributed = _training.is_distributed(train_kwargs)
         _training.check_restarts(n_init, max_restarts, distributed)
         # what the user asked for (not the resolved defaults), for sub-models that train the same way; only
@@ -261,7 +262,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     def _warn_if_uninformative(self) -> None:
         z_prob = self.module.latent.informative_columns(self.get_latent_representation(soft=True))
-        _training.warn_if_uninformative(z_prob, self.regression_data().covariates)
+        _training.warn_if_uninformative(z_prob, self.regression_data())
 
     def _initialize_intercepts(self) -> None:
         _training.initialize_intercepts(self.module, self.regression_data())

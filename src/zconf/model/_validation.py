@@ -56,6 +56,12 @@ def column_sums(matrix, n_obs: int) -> np.ndarray:
     return sum(np.asarray(b.sum(axis=0), dtype=float).ravel() for b in row_blocks(matrix, n_obs))
 
 
+def log_library_sizes(matrix, n_obs: int) -> np.ndarray:
+    """Log total count of each cell (at least log 1) of a dense, sparse or backed matrix, without densifying it."""
+    totals = np.concatenate([np.asarray(b.sum(axis=1), dtype=float).ravel() for b in row_blocks(matrix, n_obs)])
+    return np.log(np.clip(totals, 1.0, None))
+
+
 def column_sums_of_squares(matrix, n_obs: int) -> np.ndarray:
     """Per-gene sums of squared counts of a dense, sparse or backed matrix, without densifying it."""
 
