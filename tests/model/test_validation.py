@@ -146,19 +146,22 @@ def test_extreme_counts_train_without_overflow(adata):
 
 
 def test_a_zhat_that_encodes_sequencing_depth_is_flagged():
-    """Without a library term, a Z-hat that tracks the log library size warns and names size_factor_key."""
+    """Without a library term, a Z-hat that tracks the library and shifts all genes alike warns."""
     import warnings as _warnings
 
     from zconf.model._training import warn_if_depth
 
     rng = np.random.default_rng(0)
     log_library = rng.normal(8.0, 0.6, 500)
-    deep = (log_library > 8.0).astype(float)[:, None] * 0.9 + 0.05  # soft Z-hat split by depth
+    deep = ((log_library > 8.0) * 0.9 + 0.05)[:, None]  # soft Z-hat split by depth
+    alike = np.full((60, 1), 0.4) + rng.normal(0, 0.05, (60, 1))  # every gene up by ~0.4: depth
+    apart = rng.normal(0, 0.5, (60, 1))  # genes up and down: a confounder that also changes the library
     no_covariates = np.zeros((500, 0))
     with pytest.warns(UserWarning, match="size_factor_key"):
-        warn_if_depth(np.column_stack([deep, 1 - deep]), log_library, no_covariates)
+        warn_if_depth(deep, log_library, no_covariates, alike)
     with _warnings.catch_warnings():
         _warnings.simplefilter("error")
-        warn_if_depth(rng.uniform(size=(500, 1)), log_library, no_covariates)  # unrelated to depth
-        warn_if_depth(deep, log_library, log_library[:, None])  # the library is a covariate: adjusted for
-        warn_if_depth(np.zeros((500, 0)), log_library, no_covariates)  # no Z
+        warn_if_depth(deep, log_library, no_covariates, apart)  # a confounder, as in make demo
+        warn_if_depth(rng.uniform(size=(500, 1)), log_library, no_covariates, alike)  # unrelated to depth
+        warn_if_depth(deep, log_library, log_library[:, None], alike)  # the library is a covariate
+        warn_if_depth(np.zeros((500, 0)), log_library, no_covariates, np.zeros((60, 0)))  # no Z

@@ -262,7 +262,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     def _warn_if_uninformative(self) -> None:
         z_prob = self.module.latent.informative_columns(self.get_latent_representation(soft=True))
-        _training.warn_if_uninformative(z_prob, self.regression_data())
+        _training.warn_if_uninformative(z_prob, self.regression_data(), self.module.z_log_fold_changes().cpu().numpy())
 
     def _initialize_intercepts(self) -> None:
         _training.initialize_intercepts(self.module, self.regression_data())

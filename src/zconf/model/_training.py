@@ -342,43 +342,52 @@ def initialize_intercepts(module, data) -> None:
     module.initialize_dispersion(np.where(np.isfinite(dispersion), dispersion, 1.0))
 
 
-#: Z-hat whose columns explain more than this share of the variance of the log library size is flagged as
-#: sequencing depth (measured on glioblastoma counts without a library term: 0.90, against 0.12 with one).
+#: Z-hat is flagged as sequencing depth when it explains more than this share of the variance of the log library
+#: size and one of its columns shifts every gene alike (:data:`DEPTH_UNIFORMITY`).
 DEPTH_R2 = 0.5
+#: A Z-hat column "shifts every gene alike" when mean(b)² / mean(b²) of its log fold changes b over genes is above
+#: this: depth scales all genes, a confounder moves genes differently. Measured: 0.87-0.98 for each of the four
+#: factors fitted to glioblastoma counts without a library term (R² 0.90 with the log library), 0.007 for the
+#: simulated binary confounder of ``make demo`` (R² 0.71: it changes many genes, so the library too).
+DEPTH_UNIFORMITY = 0.7
 
 
-def warn_if_depth(z_prob: np.ndarray, log_library: np.ndarray, covariates: np.ndarray) -> None:
-    """Warn when Z-hat mostly encodes the cells' library size and the model has no library term.
+def warn_if_depth(
+    z_prob: np.ndarray, log_library: np.ndarray, covariates: np.ndarray, z_log_fold_changes: np.ndarray
+) -> None:
+    """Warn when Z-hat encodes the cells' library size and the model has no library term.
 
     Measured on real glioblastoma counts with the patient hidden (``benchmarks/library_offset.py``): with no
     size factor and no library covariate, the default fit chose four binary factors that explained 90% of the
-    variance of log library size, and its effects were 1.15x worse than the naive fit's; with the log library
-    as a covariate the same fit gave 0.79x. A library already among the covariates (R² > 0.9) is not flagged.
+    variance of the log library size, and its effects were up to 1.15x worse than the naive fit's. A library
+    already among the covariates (R² > 0.9) is not flagged.
     """
     if z_prob.shape[1] == 0 or np.ptp(log_library) == 0:
         return
     if covariates.shape[1] and covariate_r2(log_library, covariates)[0] > 0.9:
         return
+    b = np.asarray(z_log_fold_changes, dtype=float)
+    uniformity = b.mean(0) ** 2 / np.clip((b**2).mean(0), 1e-12, None) if b.size else np.zeros(0)
     r2 = float(covariate_r2(log_library, z_prob)[0])
-    if np.isfinite(r2) and r2 > DEPTH_R2:
+    if np.isfinite(r2) and r2 > DEPTH_R2 and np.any(uniformity > DEPTH_UNIFORMITY):
         message = (
-            f"Z-hat explains {r2:.0%} of the variance of the cells' log library size: it mostly encodes sequencing "
-            "depth, not an unmeasured factor, and adjusting for it can make the effects worse. Give the model the "
-            "library size: ZConf.setup_anndata(..., size_factor_key=<obs column of total counts>) or the log total "
-            "counts in continuous_covariate_keys, then train again."
+            f"Z-hat explains {r2:.0%} of the variance of the cells' log library size and shifts all genes alike: "
+            "it encodes sequencing depth, not an unmeasured factor, and adjusting for it can make the effects "
+            "worse. Give the model the library size: ZConf.setup_anndata(..., size_factor_key=<obs column of total "
+            "counts>) or the log total counts in continuous_covariate_keys, then train again."
         )
         warnings.warn(message, UserWarning, stacklevel=5)
 
 
-def warn_if_uninformative(z_prob: np.ndarray, data) -> None:
+def warn_if_uninformative(z_prob: np.ndarray, data, z_log_fold_changes: np.ndarray) -> None:
     """Warn when a Z-hat column is constant or (almost) a function of the covariates: then it is no hidden factor.
 
-    ``data`` is the model's :class:`~zconf.glm.RegressionData`; without an offset, Z-hat is also checked for
-    sequencing depth (:func:`warn_if_depth`).
+    ``data`` is the model's :class:`~zconf.glm.RegressionData`; without an offset, Z-hat (with its log fold
+    changes, ``(n_vars, n_columns)``) is also checked for sequencing depth (:func:`warn_if_depth`).
     """
     covariates = data.covariates
     if data.offset is None:
-        warn_if_depth(z_prob, log_library_sizes(data.counts, data.n_obs), covariates)
+        warn_if_depth(z_prob, log_library_sizes(data.counts, data.n_obs), covariates, z_log_fold_changes)
     r2 = covariate_r2(z_prob, covariates) if z_prob.shape[1] else []
     for j, value in enumerate(r2):
         if not np.isfinite(value) or z_prob[:, j].std() < 1e-3:

@@ -292,6 +292,16 @@ class ZConfModule(BaseModuleClass):
         self.initialize_dispersion(dispersion)
 
     @torch.no_grad()
+    def z_log_fold_changes(self) -> torch.Tensor:
+        """The NB head's effect of each Z-hat column on every gene's log mean, ``(n_vars, n_columns)``.
+
+        Binary factors: their coefficients. A categorical latent: each level but the first against the first,
+        as :meth:`~zconf.module._latent.CategoricalLatent.design_columns` codes it.
+        """
+        weights = self.nb_head.linear.weight[:, self.n_covariates + 1 :].detach()
+        return weights[:, 1:] - weights[:, :1] if self.latent_distribution == "categorical" else weights
+
+    @torch.no_grad()
     def initialize_dispersion(self, dispersion) -> None:
         """Start learned NB dispersions α at the given values (``log θ = −log α``); fixed ones are kept."""
         if self.nb_head.learns_dispersion:
