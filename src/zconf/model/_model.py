@@ -228,11 +228,11 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             Extra initialisations tried only when the best fit collapsed (a Z-hat column with more than 97% of
             cells in one state, EM's known bad local optimum).
         random_state
-            Seed of the initialisations, the minibatch order and the held-out split of ``n_latent="auto"``
-            (initialisation ``r`` uses ``random_state + r``), scanpy's convention: the same call on the same data
-            gives the same Z-hat. With a seed, an untrained model's weights are drawn anew from it when training
-            starts; torch's global generators are restored afterwards. ``None``: the weights as constructed and
-            the global random state (``scvi.settings.seed``), as in scvi-tools.
+            Seed of the initialisations, the minibatch order, the data splitter's permutation of the cells and
+            the held-out split of ``n_latent="auto"`` (initialisation ``r`` uses ``random_state + r``), scanpy's
+            convention: the same call on the same data gives the same Z-hat, whatever ``scvi.settings.seed`` is.
+            An untrained model's weights are drawn anew from it; torch's global generators are restored
+            afterwards. ``None``: the weights as constructed and the global random state (``scvi.settings.seed``).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and on to the Lightning
             ``Trainer`` (``accelerator``, ``devices``, ``strategy``, ``enable_progress_bar``, ...).
