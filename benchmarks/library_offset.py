@@ -57,13 +57,9 @@ def fit_variant(adata, variant: str, seed: int):
 
 
 def _library_r2(model, log_library: np.ndarray) -> float:
+    """R² of the log library size on the soft Z-hat (OLS with intercept); 0 without Z."""
     z = model.get_latent_representation(soft=True)
-    if z.shape[1] == 0:
-        return 0.0
-    design = design_matrix(z).matrix  # [1, Z-hat]
-    coef, *_ = np.linalg.lstsq(design, log_library, rcond=None)
-    residual = log_library - design @ coef
-    return float(1 - residual.var() / log_library.var())
+    return float(zconf.metrics.covariate_r2(log_library, z)[0]) if z.shape[1] else 0.0
 
 
 def run_seed(full, reference, seed: int) -> list[dict]:

@@ -316,8 +316,7 @@ def fit_without_latent(model, random_state: int | None) -> None:
     """
     data = model.regression_data(reference_coding=None)
     fit = null_glm_start(data, model.module.intercept, random_state, max_cells=None, dispersion_method="ml")
-    model._initialize_intercepts()
-    model.module.initialize_heads(**fit)
+    model.module.initialize_heads(**fit)  # every parameter of a model without Z: intercepts, slopes, dispersions
     model.is_trained_ = True
 
 
