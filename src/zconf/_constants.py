@@ -17,7 +17,7 @@ class _ModuleKeys(NamedTuple):
     Y_KEY: str = "y"
     D_KEY: str = "d"
     COVARIATES_KEY: str = "covariates"
-    SIZE_FACTOR_KEY: str = "size_factor"
+    LOG_LIBRARY_KEY: str = "log_library"
     Z_LOGITS_KEY: str = "z_logits"
     Z_PROB_KEY: str = "z_prob"
     Z_KEY: str = "z"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-#: The user's notebook as written: no intercepts, the known dispersion (``adata.var["dispersion_true"]``,
-#: written by :func:`zconf.data.simulate`), raw counts into the generator, the hard straight-through loss
-#: without a prior, minibatches of 32, Adam at 1e-3 for all three sub-networks, and 10 outer iterations of
-#: one epoch each (5 predictor and 5 generator phases), one initialisation and no restarts.
+#: The user's notebook as written: no intercepts, no library offset, the known dispersion
+#: (``adata.var["dispersion_true"]``, written by :func:`zconf.data.simulate`), raw counts into the generator,
+#: the hard straight-through loss without a prior, minibatches of 32, Adam at 1e-3 for all three
+#: sub-networks, and 10 outer iterations of one epoch each (5 predictor and 5 generator phases), one
+#: initialisation and no restarts.
 NOTEBOOK: dict[str, dict] = {
     "model": {
         "n_latent": 1,
         "relaxation": "straight_through",
         "intercept": False,
+        "use_observed_lib_size": False,
         "dispersion_key": "dispersion_true",
         "y_transform": "counts",
     },

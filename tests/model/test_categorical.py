@@ -17,6 +17,7 @@ def _brute_force_loglik(model, adata) -> np.ndarray:
     module = model.module
     x, d = model.get_design(adata)
     y = np.asarray(adata.layers["counts"])
+    log_library = np.log(y.sum(1).clip(1))  # the default offset: each cell's observed total count
     log_prior = torch.log_softmax(module.z_prior_logit, -1).detach().numpy()
     theta = np.exp(module.nb_head.clamped_log_theta().detach().numpy())
     w_d, b_d = module.classifier.linear.weight.detach().numpy()[0], module.classifier.linear.bias.item()
@@ -26,7 +27,7 @@ def _brute_force_loglik(model, adata) -> np.ndarray:
         z = np.zeros((len(d), module.n_latent))
         z[:, level] = 1.0
         p_d = 1 / (1 + np.exp(-(np.hstack([x, z]) @ w_d + b_d)))
-        mu = np.exp(np.hstack([x, d[:, None], z]) @ w_y.T + b_y)
+        mu = np.exp(np.hstack([x, d[:, None], z]) @ w_y.T + b_y + log_library[:, None])
         log_y = stats.nbinom.logpmf(y, theta, theta / (theta + mu)).sum(1)
         terms.append(log_prior[level] + stats.bernoulli.logpmf(d, p_d) + log_y)
     return np.logaddexp.reduce(np.stack(terms), axis=0)

@@ -73,14 +73,21 @@ def test_adjusted_effects_close_the_confounding_gap(fitted_confounded):
 
 
 def test_external_z_matches_oracle_design(fitted_confounded):
-    """An array for `z` is the same GLM with those columns: the true Z gives the oracle fit."""
+    """An array for `z` is the same GLM with those columns: the true Z gives the oracle fit.
+
+    The GLM has each cell's log total count as offset, and its D coefficients are reported relative to the
+    median gene's.
+    """
     model, adata = fitted_confounded
     oracle = model.treatment_effects(z=adata.obsm["z_true"])
     design = np.column_stack(
         [np.ones(adata.n_obs), adata.obs[COVARIATES].to_numpy(), adata.obs["treatment"], adata.obsm["z_true"]]
     )
-    direct = zconf.glm.fit_nb_glm(adata.layers["counts"], design)
-    np.testing.assert_allclose(oracle["lfc"], direct.coef[:, len(COVARIATES) + 1], rtol=1e-6, atol=1e-8)
+    log_library = np.log(adata.layers["counts"].sum(1).clip(1))
+    direct = zconf.glm.fit_nb_glm(adata.layers["counts"], design, offset=log_library)
+    d_coef = direct.coef[:, len(COVARIATES) + 1]
+    np.testing.assert_allclose(oracle["lfc"], d_coef - np.median(d_coef), rtol=1e-6, atol=1e-8)
+    assert abs(np.median(oracle["lfc"])) < 1e-12
     # a 1-D array works too and equals the 2-D one
     flat = model.treatment_effects(z=adata.obsm["z_true"][:, 0])
     np.testing.assert_allclose(flat["lfc"], oracle["lfc"])
@@ -157,3 +164,47 @@ def test_gene_silent_in_control_is_tested_by_lrt(adata):
     assert not table["separated"].iloc[1]
     assert np.isfinite(table["lfc"].iloc[1]) and table["lfc"].iloc[1] > 1
     assert not table["separated"].iloc[2:].any()
+
+
+def _composition_shift_data(seed: int = 0):
+    """Counts whose treatment raises 10 of 100 genes 7-fold, with cells of varying depth and no confounder."""
+    rng = np.random.default_rng(seed)
+    n_obs, n_vars = 2000, 100
+    d = rng.integers(0, 2, n_obs).astype(float)
+    depth = np.exp(rng.normal(0.0, 0.5, n_obs))
+    base = np.exp(rng.normal(1.0, 0.5, n_vars))
+    lfc = np.zeros(n_vars)
+    lfc[:10] = 2.0
+    mu = depth[:, None] * base * np.exp(np.outer(d, lfc))
+    counts = rng.negative_binomial(5, 5 / (5 + mu)).astype(float)
+    log_library = np.log(counts.sum(1).clip(1))
+    return counts, d, log_library, lfc
+
+
+def test_library_offset_effects_are_centred_on_the_median_gene():
+    """With the observed library as offset, genes that take a larger share of it do not push all others down."""
+    from zconf.analysis import treatment_effects
+    from zconf.glm import RegressionData
+
+    counts, d, log_library, lfc = _composition_shift_data()
+    covariates = np.zeros((len(d), 0))
+    raw = treatment_effects(RegressionData(counts, covariates, d, log_library))
+    centred = treatment_effects(RegressionData(counts, covariates, d, log_library, offset_is_library=True))
+    null = lfc == 0
+    # the library of treated cells is ~1.6x larger: relative to it, unchanged genes fall by ~0.45
+    assert np.median(raw["lfc"][null]) < -0.3
+    assert abs(np.median(centred["lfc"][null])) < 0.05
+    np.testing.assert_allclose(centred["lfc"][~null], 2.0, atol=0.15)
+    assert (centred["padj"][null] < 0.05).mean() < 0.1 < (raw["padj"][null] < 0.05).mean()
+    np.testing.assert_allclose(centred["se"], raw["se"])
+
+
+def test_centred_separated_genes_are_tested_against_the_shifted_null():
+    from zconf.analysis import treatment_effects
+    from zconf.glm import RegressionData
+
+    counts, d, log_library, _ = _composition_shift_data(seed=1)
+    counts[d == 0, 50] = 0  # gene 50 silent in control: separated
+    table = treatment_effects(RegressionData(counts, np.zeros((len(d), 0)), d, log_library, offset_is_library=True))
+    assert table["separated"].iloc[50] and table["lfc"].iloc[50] == np.inf
+    assert 0 <= table["pvalue"].iloc[50] < 1e-6

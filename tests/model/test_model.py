@@ -28,7 +28,7 @@ def test_rows_follow_input_order(trained):
     full = model.get_predictions()
     idx = np.array([5, 0, 17, 3])
     sub = model.get_predictions(indices=idx, batch_size=3)
-    np.testing.assert_allclose(sub["log_mean"], full["log_mean"][idx], rtol=1e-5)
+    np.testing.assert_allclose(sub["log_mean"], full["log_mean"][idx], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sub["z_prob"], full["z_prob"][idx], rtol=1e-5)
     reversed_adata = adata[::-1].copy()
     rev = model.get_predictions(reversed_adata, batch_size=7)
@@ -194,3 +194,33 @@ def test_collapsed_fit_is_restarted(adata, monkeypatch):
     model.train(max_restarts=2, **FAST_TRAIN)
     assert len(calls) == 3  # the first fit and both restarts were checked
     assert len(model.history["elbo_train"]) == FAST_TRAIN["max_epochs"]
+
+
+def test_observed_library_is_the_default_offset(adata):
+    """Each cell's log total count is an offset of the NB head and of the effects' GLMs, unless turned off."""
+    setup(adata)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
+    data = model.regression_data()
+    log_library = np.log(np.asarray(adata.layers["counts"].sum(1)).ravel().clip(1))
+    assert model.module.use_observed_lib_size and data.offset_is_library
+    np.testing.assert_allclose(data.offset, log_library)
+    model.train(**FAST_TRAIN)
+    batch = next(iter(model._make_data_loader(adata=adata, indices=np.arange(40), shuffle=False)))
+    module = model.module
+    inference = module.inference(**module._get_inference_input(batch))
+    generative_inputs = module._get_generative_input(batch, inference)
+    with_offset = module.generative(**generative_inputs, states=False)["log_mean"][:, 0]
+    without = module.generative(**{**generative_inputs, "log_library": None}, states=False)["log_mean"][:, 0]
+    shift = (with_offset - without).detach().numpy()
+    np.testing.assert_allclose(shift, np.broadcast_to(log_library[:40, None], shift.shape), rtol=1e-5)
+
+    notebook = zconf.ZConf(adata, n_hidden=8, **{**zconf.presets.NOTEBOOK["model"], "dispersion_key": None})
+    assert not notebook.module.use_observed_lib_size and notebook.regression_data().offset is None
+
+
+def test_size_factor_takes_precedence_over_the_observed_library(adata):
+    adata.obs["size"] = np.linspace(0.5, 2.0, adata.n_obs)
+    setup(adata, size_factor_key="size")
+    data = zconf.ZConf(adata, n_hidden=8, n_latent=1).regression_data()
+    np.testing.assert_allclose(data.offset, np.log(adata.obs["size"]))
+    assert not data.offset_is_library

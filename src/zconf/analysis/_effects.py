@@ -92,6 +92,25 @@ def _wald_table(fit: GLMFit, design: Design, arms: _ArmCounts, *, robust: bool, 
     }
 
 
+def _centre_on_median_gene(columns: dict) -> float:
+    """Report the D coefficients relative to the median tested gene; returns the shift taken off.
+
+    With each cell's total count as offset, a treatment that raises a set of genes lowers every other gene's
+    share of the total: IFN-β's interferon genes move all the rest by about the log of the library ratio.
+    Subtracting the median gene's coefficient removes that shift (the estimate of a normalisation that, as
+    DESeq2's median of ratios, assumes most genes do not change); the standard errors stay as they are, the
+    median of thousands of genes being far more precise than any one gene.
+    """
+    tested = np.isfinite(columns["lfc"])
+    if not tested.any():
+        return 0.0
+    shift = float(np.median(columns["lfc"][tested]))
+    columns["lfc"] = columns["lfc"] - shift
+    columns["stat"] = columns["lfc"] / columns["se"]
+    columns["pvalue"] = 2 * stats.norm.sf(np.abs(columns["stat"]))
+    return shift
+
+
 def effects_table(columns: dict, arms: _ArmCounts, fit: GLMFit, alpha: float, gene_names) -> pd.DataFrame:
     """The effects DataFrame every zconf effects function returns (``lfc`` in natural log units)."""
     lfc, se = columns["lfc"], columns["se"]
@@ -169,11 +188,15 @@ def treatment_effects(
     fit = fit_nb_glm(counts, design.matrix, offset=data.offset, dispersion=dispersion, device=device)
     arms = _ArmCounts.of(counts, data.treatment == 1)
     columns = _wald_table(fit, design, arms, robust=robust, min_cells=min_cells)
+    null_offset = data.offset
+    if data.offset_is_library:
+        shift = _centre_on_median_gene(columns)
+        null_offset = data.offset + shift * data.treatment  # the null of a centred lfc is D's coefficient = shift
     separated = columns["separated"]
     if separated.any():
         # the likelihood-ratio test stays valid under separation: deviance of the fit without D against
         # the fit with D, same dispersions, on the separated genes only
         columns["lfc"][separated] = np.where(arms.nonzero_treated[separated] > 0, np.inf, -np.inf)
-        columns["pvalue"][separated] = _lrt_pvalues(counts, design, data.offset, fit, separated, device)
+        columns["pvalue"][separated] = _lrt_pvalues(counts, design, null_offset, fit, separated, device)
     names = gene_names if gene_names is not None else np.arange(np.shape(counts)[1]).astype(str)
     return effects_table(columns, arms, fit, alpha, names)

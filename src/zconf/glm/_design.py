@@ -126,13 +126,18 @@ class RegressionData:
     treatment
         ``(n_obs,)`` 0/1 treatment D.
     offset
-        ``(n_obs,)`` log size factors, or ``None`` when no size factor is registered.
+        ``(n_obs,)`` log size factors or log library sizes, or ``None`` for no offset.
+    offset_is_library
+        Whether ``offset`` is each cell's observed total count. A treatment that changes many genes changes the
+        total, and with it every gene's lfc relative to it; per-cell effects are then reported relative to the
+        median gene (most genes do not change: the assumption of DESeq2's and edgeR's normalisation).
     """
 
     counts: object
     covariates: np.ndarray
     treatment: np.ndarray
     offset: np.ndarray | None = None
+    offset_is_library: bool = False
 
     @property
     def n_obs(self) -> int:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from anndata import AnnData
+from scvi.model.base._save_load import _load_saved_files
 
 from . import _persistence
 
 
 class ZconfModelMixin:
     """Put before :class:`scvi.model.base.BaseModelClass` in the bases of a zconf model."""
+
+    #: Constructor arguments added after models were saved, with the value that reproduces a model saved
+    #: without them (each is also an attribute of the module, of the same name). scvi-tools re-creates a loaded
+    #: model from its saved arguments, so a new argument would otherwise take its new default.
+    _saved_before_defaults: dict = {}
 
     def save(
         self,
@@ -59,11 +65,20 @@ class ZconfModelMixin:
             Passed to :meth:`scvi.model.base.BaseModelClass.load`.
         """
         _persistence.check_model_dir(dir_path, kwargs.get("prefix"), cls.__name__)
-        registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
+        # scvi-tools' own reader (what load_registry calls), for the registry and the saved arguments at once
+        saved = _load_saved_files(str(dir_path), False, prefix=kwargs.get("prefix"))[0]
+        registry = saved.get("registry_", {})
         if registry.get("model_name") != cls.__name__:
             msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
             raise ValueError(msg)
-        return super().load(dir_path, adata=adata, **kwargs)
+        model = super().load(dir_path, adata=adata, **kwargs)
+        saved_arguments = saved.get("init_params_", {}).get("non_kwargs", {})
+        for name, value in cls._saved_before_defaults.items():
+            if name not in saved_arguments:  # a model saved before the argument existed: as it was trained
+                model.init_params_["non_kwargs"][name] = value
+                getattr(model, "_module_kwargs", {})[name] = value
+                setattr(model.module, name, value)
+        return model
 
     def _check_trained(self) -> None:
         if not self.is_trained_:

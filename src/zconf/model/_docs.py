@@ -46,7 +46,14 @@ relaxation
 intercept
     Whether the classifier and the NB head have an intercept. On by default: real genes have very
     different baseline expression and real treatments are rarely 50/50, which a model without
-    intercept can only absorb through X or Z-hat. The notebook preset turns it off.""",
+    intercept can only absorb through X or Z-hat. The notebook preset turns it off.
+use_observed_lib_size
+    Whether each cell's total count is a log offset of the NB head and of every per-gene GLM (scVI's
+    option of the same name; on by default), unless ``size_factor_key`` was registered, which takes
+    precedence. Without it, sequencing depth is the strongest factor shared by all genes, and Z-hat becomes
+    depth instead of a confounder. The treatment's per-cell log fold changes are then centred on the median
+    gene (most genes do not change, as DESeq2's and edgeR's normalisation assume). ``False``: the notebook's
+    model, depth left to the covariates or Z-hat (the notebook preset).""",
     # the trained ZConf that the examples of its analysis methods start from
     "example_trained_zconf": """\
 >>> import zconf

@@ -19,7 +19,7 @@ from zconf.metrics import deviance_partial_r2_from_arrays
 
 from . import _outputs, _submodels
 from ._docs import fill_doc
-from ._validation import check_effects_options, is_in_memory, required_obs_column
+from ._validation import check_effects_options, is_in_memory, log_library_sizes, required_obs_column
 
 Z_SOURCES = ("soft", "hard")
 
@@ -65,24 +65,26 @@ class AnalysisMethods:
         return _outputs.collect_design(self.module, self._make_data_loader(adata=adata), reference_coding)
 
     def regression_data(self, adata: AnnData | None = None, reference_coding: bool | None = True) -> RegressionData:
-        """Counts, covariates, treatment and log size-factor offset of the registered cells.
+        """Counts, covariates, treatment and log library offset of the registered cells.
 
         ``reference_coding`` is passed to :meth:`get_design` (``True``: first level of each categorical
         covariate dropped, for a GLM with intercept; ``None``: as the model's heads code them).
 
         Returns
         -------
-        :class:`~zconf.glm.RegressionData` (sparse counts stay sparse; ``offset`` is ``None`` without a
-        registered size factor).
+        :class:`~zconf.glm.RegressionData` (sparse counts stay sparse; ``offset`` is the log size factor when
+        one is registered, else the log total count of each cell, ``None`` with ``use_observed_lib_size=False``).
         """
         adata = self._validate_anndata(adata)
         manager = self.get_anndata_manager(adata, required=True)
         covariates, treatment = self.get_design(adata, reference_coding=reference_coding)
-        offset = None
+        counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         if REGISTRY_KEYS.SIZE_FACTOR_KEY in manager.data_registry:
             size_factor = np.asarray(manager.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=float)
-            offset = np.log(size_factor.ravel())
-        return RegressionData(manager.get_from_registry(REGISTRY_KEYS.X_KEY), covariates, treatment, offset)
+            return RegressionData(counts, covariates, treatment, np.log(size_factor.ravel()))
+        if self.module.use_observed_lib_size:
+            return RegressionData(counts, covariates, treatment, log_library_sizes(counts, len(treatment)), True)
+        return RegressionData(counts, covariates, treatment)
 
     def _effects_z(self, adata: AnnData, adjust: bool, z, n_obs: int) -> np.ndarray | None:
         """The Z columns of the effects design: Z-hat (soft or hard), a user's array, or none."""

@@ -63,6 +63,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     _training_plan_cls = ZConfTrainingPlan
     _data_splitter_cls = InMemoryDataSplitter  # minibatches sliced in memory (zconf.dataloaders: why)
     _data_loader_cls = staticmethod(make_data_loader)
+    _saved_before_defaults = {"use_observed_lib_size": False}  # models saved before the offset (ZconfModelMixin)
 
     def __init__(
         self,
@@ -74,15 +75,15 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         max_levels: int = 8,
         relaxation: Literal["marginal", "straight_through", "gumbel", "continuous"] = "marginal",
         intercept: bool = True,
+        use_observed_lib_size: bool = True,
         dispersion_key: str | None = None,
         y_transform: Literal["log1p", "counts", "log1p_normalized"] = "log1p",
         generator_inputs: Sequence[str] = GENERATOR_INPUTS,
         **kwargs,
     ):
         super().__init__(adata)
-        fixed_dispersion = None
-        if dispersion_key is not None:
-            fixed_dispersion = torch.as_tensor(_validation.validate_dispersion(self.adata, dispersion_key))
+        validated = None if dispersion_key is None else _validation.validate_dispersion(self.adata, dispersion_key)
+        fixed_dispersion = None if validated is None else torch.as_tensor(validated)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         self._module_kwargs = {
             "n_input": self.summary_stats.n_vars,
@@ -95,6 +96,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             "y_transform": y_transform,
             "generator_inputs": tuple(generator_inputs),
             "use_size_factor": REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
+            "use_observed_lib_size": use_observed_lib_size,
             **kwargs,
         }
         _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
@@ -108,9 +110,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         )
         self._model_summary_string = (
             f"ZConf: n_latent={n_latent}, latent_distribution={latent_distribution!r}, n_hidden={n_hidden}, "
-            f"relaxation={relaxation!r}, "
-            f"intercept={intercept}, dispersion={'fixed' if dispersion_key else 'learned'}, "
-            f"generator_inputs={list(generator_inputs)}"
+            f"relaxation={relaxation!r}, intercept={intercept}, use_observed_lib_size={use_observed_lib_size}, "
+            f"dispersion={'fixed' if dispersion_key else 'learned'}, generator_inputs={list(generator_inputs)}"
         )
         self.init_params_ = self._get_init_params(locals())
 

@@ -372,8 +372,9 @@ def warn_if_depth(
         message = (
             f"Z-hat explains {r2:.0%} of the variance of the cells' log library size and shifts all genes alike: "
             "it encodes sequencing depth, not an unmeasured factor, and adjusting for it can make the effects "
-            "worse. Give the model the library size: ZConf.setup_anndata(..., size_factor_key=<obs column of total "
-            "counts>) or the log total counts in continuous_covariate_keys, then train again."
+            "worse. Give the model the library size: ZConf(adata, use_observed_lib_size=True) (the default), "
+            "ZConf.setup_anndata(..., size_factor_key=<obs column of size factors>) or the log total counts in "
+            "continuous_covariate_keys, then train again."
         )
         warnings.warn(message, UserWarning, stacklevel=5)
 

@@ -73,7 +73,10 @@ class ZConfModule(BaseModuleClass):
     generator_inputs
         Which of ``"covariates"``, ``"treatment"``, ``"counts"`` the generator sees.
     use_size_factor
-        Whether a registered size factor enters the NB head as a log offset.
+        Whether a registered size factor enters the NB head as a log offset (it takes precedence).
+    use_observed_lib_size
+        Without a size factor, whether the log of each cell's total count enters the NB head as an offset
+        (scVI's ``use_observed_lib_size``). ``False`` leaves sequencing depth for the covariates or Z-hat.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class ZConfModule(BaseModuleClass):
         y_transform: str = "log1p",
         generator_inputs: Sequence[str] = GENERATOR_INPUTS,
         use_size_factor: bool = False,
+        use_observed_lib_size: bool = False,
     ):
         super().__init__()
         self.latent = make_latent(relaxation, n_latent, latent_distribution)  # validates the choice and the size
@@ -110,6 +114,7 @@ class ZConfModule(BaseModuleClass):
         self.y_transform = y_transform
         self.generator_inputs = tuple(generator_inputs)
         self.use_size_factor = use_size_factor
+        self.use_observed_lib_size = use_observed_lib_size
         self.intercept = intercept
         self.n_cats_per_cov = list(n_cats_per_cov or [])
         self.n_continuous_cov = n_continuous_cov
@@ -187,13 +192,24 @@ class ZConfModule(BaseModuleClass):
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor], **kwargs
     ) -> dict[str, torch.Tensor | None]:
-        size_factor = tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY) if self.use_size_factor else None
         return {
             MODULE_KEYS.Z_KEY: inference_outputs[MODULE_KEYS.Z_KEY],
             MODULE_KEYS.D_KEY: tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float(),
             MODULE_KEYS.COVARIATES_KEY: self.design(tensors),
-            MODULE_KEYS.SIZE_FACTOR_KEY: size_factor,
+            MODULE_KEYS.LOG_LIBRARY_KEY: self.log_library(tensors),
         }
+
+    def log_library(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The NB head's ``(n_obs_minibatch, 1)`` log offset: the registered size factor, the observed library, or none.
+
+        The observed library is each cell's total count (at least 1), as in scVI and in every count GLM's
+        normalisation; without it, depth is the strongest factor shared by all genes and Z-hat becomes depth.
+        """
+        if self.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
+            return torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY].float())
+        if self.use_observed_lib_size:
+            return torch.log(tensors[REGISTRY_KEYS.X_KEY].float().sum(-1, keepdim=True).clamp_min(1.0))
+        return None
 
     def _transform_counts(self, y: torch.Tensor) -> torch.Tensor:
         if self.y_transform == "counts":
@@ -224,7 +240,7 @@ class ZConfModule(BaseModuleClass):
         z: torch.Tensor,
         d: torch.Tensor,
         covariates: torch.Tensor,
-        size_factor: torch.Tensor | None = None,
+        log_library: torch.Tensor | None = None,
         states: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Heads evaluated at the states the latent asks for: every state (marginal) or Z-hat.
@@ -245,8 +261,8 @@ class ZConfModule(BaseModuleClass):
         d_states = d.unsqueeze(1).expand(-1, n_states)  # (n_obs_minibatch, n_states)
         d_logit = self.classifier(cov, z_states)
         log_mean = self.nb_head(cov, d_states, z_states)
-        if size_factor is not None:
-            log_mean = log_mean + torch.log(size_factor).unsqueeze(1)
+        if log_library is not None:
+            log_mean = log_mean + log_library.unsqueeze(1)
         return {
             MODULE_KEYS.D_LOGIT_KEY: d_logit,
             MODULE_KEYS.LOG_MEAN_KEY: log_mean,
@@ -403,8 +419,9 @@ class ZConfModule(BaseModuleClass):
         dev_d1 = 2 * (weights * bernoulli_nll(generative_outputs[MODULE_KEYS.D_LOGIT_KEY], d.unsqueeze(-1))).sum()
         slopes = self.baseline_nb_coef[:, 1:]  # (n_vars, n_covariates + 1), the D column last
         log_mean0 = torch.cat([cov, d.unsqueeze(-1)], -1) @ slopes.T + self.baseline_nb_coef[:, 0]
-        if self.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
-            log_mean0 = log_mean0 + torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY])
+        log_library = self.log_library(tensors)
+        if log_library is not None:
+            log_mean0 = log_mean0 + log_library
         dev_y0 = nb_deviance(y, log_mean0, self.baseline_log_theta).sum(0)  # (n_vars,)
         dev_y1 = (
             weights.unsqueeze(-1)

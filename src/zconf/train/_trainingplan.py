@@ -188,12 +188,14 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
         The DBPR terms compare the heads against these baselines; they are stored in the module's buffers.
         """
         parts: dict[str, list] = {"y": [], "d": [], "x": [], "offset": []}
-        for tensors in loader:
-            parts["y"].append(tensors[REGISTRY_KEYS.X_KEY].float().cpu())
-            parts["d"].append(tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float().cpu())
-            parts["x"].append(module.design({k: v.cpu() for k, v in tensors.items()}).cpu())
-            if module.use_size_factor and REGISTRY_KEYS.SIZE_FACTOR_KEY in tensors:
-                parts["offset"].append(torch.log(tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY]).squeeze(-1).cpu())
+        for batch in loader:
+            tensors = {key: value.cpu() for key, value in batch.items()}
+            parts["y"].append(tensors[REGISTRY_KEYS.X_KEY].float())
+            parts["d"].append(tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float())
+            parts["x"].append(module.design(tensors).cpu())
+            log_library = module.log_library(tensors)
+            if log_library is not None:
+                parts["offset"].append(log_library.squeeze(-1))
         y, d, x = (torch.cat(parts[key]).numpy() for key in ("y", "d", "x"))
         offset = torch.cat(parts["offset"]).numpy() if parts["offset"] else None
         d_fit = fit_logistic_glm(d, design_matrix(x).matrix)
