@@ -79,6 +79,7 @@ class AnalysisMethods:
         manager = self.get_anndata_manager(adata, required=True)
         covariates, treatment = self.get_design(adata, reference_coding=reference_coding)
         counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        # the same precedence as the NB head's offset (ZConfModule.log_library), here for all cells at once
         if REGISTRY_KEYS.SIZE_FACTOR_KEY in manager.data_registry:
             size_factor = np.asarray(manager.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=float)
             return RegressionData(counts, covariates, treatment, np.log(size_factor.ravel()))
