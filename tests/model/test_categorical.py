@@ -9,7 +9,14 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 import zconf
 from tests.conftest import FAST_TRAIN, setup
-from zconf.analysis import candidate_label, choose_smallest_supported, complexity, state_overlap, stops_early
+from zconf.analysis import (
+    candidate_label,
+    choose_smallest_supported,
+    complexity,
+    state_overlap,
+    stops_early,
+    worth_fitting,
+)
 
 
 def _brute_force_loglik(model, adata) -> np.ndarray:
@@ -142,6 +149,18 @@ def test_candidates_are_ordered_by_coefficients_per_gene():
     assert choose_smallest_supported(scores) == ("categorical", 3)
     assert choose_smallest_supported(scores, eligible=[("none", 0), ("bernoulli", 1)]) == ("bernoulli", 1)
     assert not stops_early(scores, ("categorical", 3))  # compared with Bernoulli 1, the same model as 2 levels
+
+
+def test_categorical_family_is_searched_only_when_bernoulli_2_gains():
+    rng = np.random.default_rng(1)
+    base = rng.normal(-300, 5, 400)
+    one = {("none", 0): base, ("bernoulli", 1): base + 3 + rng.normal(0, 0.3, 400)}
+    tied = {**one, ("bernoulli", 2): one[("bernoulli", 1)] + rng.normal(0, 0.3, 400)}
+    gained = {**one, ("bernoulli", 2): one[("bernoulli", 1)] + 1 + rng.normal(0, 0.3, 400)}
+    assert not worth_fitting(tied, ("categorical", 3))  # a binary confounder: three levels add nothing
+    assert worth_fitting(gained, ("categorical", 3))
+    assert worth_fitting(one, ("categorical", 3))  # Bernoulli 2 not fitted (max_latent=1): no evidence either way
+    assert worth_fitting(tied, ("bernoulli", 3)) and worth_fitting(tied, ("categorical", 4))
 
 
 @pytest.mark.slow

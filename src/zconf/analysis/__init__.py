@@ -17,6 +17,7 @@ from ._selection import (
     selection_table,
     state_overlap,
     stops_early,
+    worth_fitting,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "selection_table",
     "state_overlap",
     "stops_early",
+    "worth_fitting",
     "stratified_folds",
     "treatment_effects",
 ]

@@ -147,6 +147,30 @@ def stops_early(scores: dict, candidate) -> bool:
     return before is not None and not PairedGain.of(scores[candidate], scores[before]).clear
 
 
+def worth_fitting(scores: dict, candidate) -> bool:
+    """Whether ``candidate`` is worth fitting given the scores so far: not when a fit holding its states gained nothing.
+
+    Categorical 3's states (three levels, additive in the heads) are the states ``00``, ``10`` and ``01`` of
+    Bernoulli 2, which has the same two coefficients per gene and a fourth state besides. A third level that
+    Bernoulli 2 cannot use to beat Bernoulli 1 is not supported, so the categorical family is searched only when
+    Bernoulli 2 was not fitted or clearly beat Bernoulli 1. On one binary confounder this skips one candidate
+    (at 10,000 x 1,000, 42 of the choice's 156 s). The cost: a third level too weak to outweigh the prior mass
+    Bernoulli 2 spends on its fourth state is missed. Every other candidate is worth fitting.
+
+    Examples
+    --------
+    >>> base = np.linspace(-300, -299, 400)
+    >>> worth_fitting({("bernoulli", 1): base, ("bernoulli", 2): base}, ("categorical", 3))
+    False
+    >>> worth_fitting({("bernoulli", 1): base, ("bernoulli", 2): base + 2.0}, ("categorical", 3))
+    True
+    """
+    bernoulli_1, bernoulli_2 = ("bernoulli", 1), ("bernoulli", 2)
+    if candidate != ("categorical", 3) or bernoulli_2 not in scores or bernoulli_1 not in scores:
+        return True
+    return PairedGain.of(scores[bernoulli_2], scores[bernoulli_1]).clear
+
+
 #: A state is a positivity violation when its treated share lies outside this range (a confounder's signature
 #: appears in both arms; a state the treatment itself creates, a mediator, appears among the treated only).
 OVERLAP_RANGE = (0.05, 0.95)

@@ -23,6 +23,7 @@ from zconf.analysis import (
     selection_table,
     stops_early,
     stratified_folds,
+    worth_fitting,
 )
 
 from . import _training
@@ -200,7 +201,9 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
 
     Each candidate is trained like the final model (the same keywords, restarts, seed and epochs),
     and scored by the exact held-out marginal log-likelihood per cell. Within each family the search stops at
-    the first candidate that brings no clear gain over the one before (:func:`zconf.analysis.stops_early`).
+    the first candidate that brings no clear gain over the one before (:func:`zconf.analysis.stops_early`), and
+    the categorical family is searched only when Bernoulli 2 clearly beat Bernoulli 1
+    (:func:`zconf.analysis.worth_fitting`).
     Candidates with a state of poor overlap (treated share outside [0.05, 0.95] on the held-out cells: a state
     the treatment creates, a mediator, rather than a confounder) are not chosen, and the simplest candidate that
     no more complex eligible one clearly beats is (:func:`zconf.analysis.choose_smallest_supported`).
@@ -218,6 +221,8 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     epochs = _candidate_epochs(train_call.get("max_epochs"), len(train_cells), train_call.get("batch_size"))
     scores, seconds, extra, states, stopped = {}, {}, {}, {}, set()
     for candidate in candidates:
+        if not worth_fitting(scores, candidate):
+            stopped.add(candidate[0])  # the family's larger candidates are not searched either
         if candidate[0] in stopped:
             continue
         start = time.perf_counter()
