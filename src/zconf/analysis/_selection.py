@@ -165,10 +165,8 @@ def worth_fitting(scores: dict, candidate) -> bool:
     >>> worth_fitting({("bernoulli", 1): base, ("bernoulli", 2): base + 2.0}, ("categorical", 3))
     True
     """
-    bernoulli_1, bernoulli_2 = ("bernoulli", 1), ("bernoulli", 2)
-    if candidate != ("categorical", 3) or bernoulli_2 not in scores or bernoulli_1 not in scores:
-        return True
-    return PairedGain.of(scores[bernoulli_2], scores[bernoulli_1]).clear
+    holding = ("bernoulli", 2) if candidate == ("categorical", 3) else None  # the fitted model holding its states
+    return holding not in scores or not stops_early(scores, holding)
 
 
 #: A state is a positivity violation when its treated share lies outside this range (a confounder's signature
