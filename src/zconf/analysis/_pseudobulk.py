@@ -13,8 +13,9 @@ reference) and LRT (chi-square) tests on MAP-shrunk dispersions, neither of whic
 the dispersion into the reference distribution, and with 8 samples (6 residual df) the QL F-test is the one
 the pseudobulk comparisons found calibrated (Squair et al. 2021; Crowell et al. 2020); PyDESeq2 has none. It
 also took 1.9-6.9 s per table against 0.02-0.1 s here (one CPU), and a ``groups`` call runs one table per
-cell type. So the fit stays on the project's torch IRLS, and the F-test, the dispersion trend and limma's
-moment estimator of the prior are implemented here; PyDESeq2 is the reference the benchmark checks against.
+cell type. So the fit stays on the project's torch IRLS, and the F-test and the dispersion trend are
+implemented here, limma's moment estimator of the prior and its robust form in :mod:`._empirical_bayes`;
+PyDESeq2 is the reference the benchmark checks against.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, special, stats
+from scipy import sparse, stats
 
 from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm, latent_block
 
 from ._effects import benjamini_hochberg
+from ._empirical_bayes import robust_prior_df, running_trend, squeeze_var
 
 #: Normalisations of the pseudobulk library sizes.
 NORMALIZATIONS = ("median_ratio", "library")
@@ -55,80 +57,6 @@ COLUMNS = (
     "df_residual",
     "ql_dispersion",
 )
-
-
-def _running_trend(x: np.ndarray, y: np.ndarray, frac: float = 0.1) -> np.ndarray:
-    """Smooth trend of ``y`` on ``x``: a centred running median over ``frac`` of the points, then a running mean.
-
-    Robust to the genes at a dispersion bound, deterministic, and ~1 ms for 1,300 genes.
-    """
-    order = np.argsort(x, kind="stable")
-    window = max(int(frac * len(x)), 5)
-    smooth = pd.Series(y[order]).rolling(window, center=True, min_periods=1).median()
-    smooth = smooth.rolling(window, center=True, min_periods=1).mean().to_numpy()
-    out = np.empty_like(smooth)
-    out[order] = smooth
-    return out
-
-
-def _trigamma_inverse(x: float) -> float:
-    """Solve trigamma(y) = x for y > 0 by Newton's method (limma's ``trigammaInverse``)."""
-    if x > 1e7:
-        return 1.0 / np.sqrt(x)
-    if x < 1e-6:
-        return 1.0 / x
-    y = 0.5 + 1.0 / x
-    for _ in range(50):
-        tri = special.polygamma(1, y)
-        step = tri * (1 - tri / x) / special.polygamma(2, y)
-        y += step
-        if -step / y < 1e-8:
-            break
-    return float(y)
-
-
-def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
-    """Empirical-Bayes squeezing of per-gene variances towards a prior (limma's ``squeezeVar``, moment method).
-
-    ``s2 ~ s0² χ²_d0 / d0`` a priori (Smyth 2004): the prior df ``d0`` and scale ``s0²`` are matched to the
-    mean and variance of ``log s2``; with ``covariate`` (log mean expression) the prior scale follows a
-    :func:`_running_trend` of it, as edgeR's abundance trend.
-
-    Parameters
-    ----------
-    s2
-        Per-gene variance estimates (QL dispersions), ``(n_genes,)``; non-finite entries are left out.
-    df
-        Their residual degrees of freedom.
-    covariate
-        Optional ``(n_genes,)`` covariate of the prior scale.
-
-    Returns
-    -------
-    Posterior variances ``(n_genes,)``, prior df ``d0`` (``inf`` when the variances are no more variable than
-    sampling alone) and prior scales ``(n_genes,)``.
-    """
-    s2 = np.asarray(s2, dtype=float)
-    ok = np.isfinite(s2)
-    x = np.clip(s2, 0, None)
-    floor = np.median(x[ok]) if ok.any() else 1.0
-    x = np.maximum(x, 1e-5 * (floor if floor > 0 else 1.0))  # limma's floor: log of exact zeros
-    e = np.log(x) - special.digamma(df / 2) + np.log(df / 2)
-    if covariate is not None:
-        emean = np.full_like(e, np.nan)
-        emean[ok] = _running_trend(np.asarray(covariate, dtype=float)[ok], e[ok])
-    else:
-        emean = np.full_like(e, e[ok].mean())
-    evar = np.sum((e[ok] - emean[ok]) ** 2) / max(ok.sum() - 1, 1) - special.polygamma(1, df / 2)
-    if evar > 0:
-        d0 = 2 * _trigamma_inverse(float(evar))
-        s0 = np.exp(emean + special.digamma(d0 / 2) - np.log(d0 / 2))
-        post = (d0 * s0 + df * x) / (d0 + df)
-    else:
-        d0, s0 = np.inf, np.exp(emean)
-        post = s0.copy()
-    post[~ok] = np.nan
-    return post, d0, s0
 
 
 def composition_factors(y: np.ndarray, library: np.ndarray) -> np.ndarray:
@@ -272,17 +200,19 @@ def _informative(block: np.ndarray) -> np.ndarray:
     return block[:, np.ptp(block, axis=0) > 1e-12] if block.shape[1] else block
 
 
-def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, min_count, min_samples, alpha, trend):
+def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, opts: dict):
     """The QL pipeline on one pseudobulk table ``y`` ``(n_pseudobulks, n_genes)``; returns a dict of columns."""
     n_obs, n_params = design.matrix.shape
     df_res = n_obs - n_params
     reduced = design.without("treatment")
+    min_count, min_samples, alpha = opts["min_count"], opts["min_samples"], opts["alpha"]
+    trend, robust = opts["trend"], opts["robust"]
     # 1. per-gene NB dispersion (Pearson equation, df-corrected) and its trend over abundance
     first = fit_nb_glm(y, design.matrix, offset=offset)
     lib = np.exp(offset)
     log_abundance = np.log(np.mean(y / lib[:, None], axis=0) * 1e6 + 0.5)
     log_alpha = np.log(np.clip(first.dispersion, 1e-4, 1e2))
-    dispersion = np.exp(_running_trend(log_abundance, log_alpha))
+    dispersion = np.exp(running_trend(log_abundance, log_alpha))
     # 2. NB fits with the trended dispersion, with and without D: QL dispersion and the likelihood ratio
     full = fit_nb_glm(y, design.matrix, offset=offset, dispersion=dispersion)
     null = fit_nb_glm(y, reduced.matrix, offset=offset, dispersion=dispersion)
@@ -294,8 +224,12 @@ def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, min_count, 
     s2 = full.deviance / df_res
     s2[too_sparse] = np.nan
     # 3. empirical-Bayes squeezing of the QL dispersion, F-test with df = residual df + prior df
-    post, d0, _ = squeeze_var(s2, df_res, covariate=log_abundance if trend else None)
-    df_total = df_res + min(d0, 1e6)
+    post, d0, s0 = squeeze_var(s2, df_res, covariate=log_abundance if trend else None)
+    prior_df = robust_prior_df(s2, df_res, d0, s0) if robust else np.full(len(s2), d0)
+    prior_df = np.minimum(prior_df, 1e6)
+    if robust and np.isfinite(d0):
+        post = (prior_df * s0 + df_res * s2) / (prior_df + df_res)
+    df_total = df_res + prior_df
     lr = np.clip(null.deviance - full.deviance, 0.0, None)
     f_stat = lr / post
     pvalue = stats.f.sf(f_stat, 1, df_total)
@@ -325,7 +259,7 @@ def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, min_count, 
         "separated": separated,
         "n_samples_control": int((~treated).sum()),
         "n_samples_treated": int(treated.sum()),
-        "df": np.full(y.shape[1], df_total),
+        "df": df_total,
         "df_residual": np.full(y.shape[1], df_res),
         "ql_dispersion": post,
     }
@@ -382,10 +316,7 @@ def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opt
         d,
         n_cells,
         arm_sums,
-        opts["min_count"],
-        opts["min_samples"],
-        opts["alpha"],
-        opts["trend"],
+        opts,
     )
 
 
@@ -401,6 +332,7 @@ def pseudobulk_effects(
     cell_covariates: str = "error",
     normalization: str = "median_ratio",
     trend: bool = True,
+    robust: bool = True,
     gene_names=None,
 ) -> pd.DataFrame:
     """Per-gene treatment effects with samples as the replicates: pseudobulk NB GLM and quasi-likelihood F-test.
@@ -409,8 +341,8 @@ def pseudobulk_effects(
     ``[1, sample-level covariates, D, Z-hat composition]`` with the log library size of each pseudobulk (times
     a median-of-ratios factor) as offset, and D is tested with edgeR's quasi-likelihood F-test: an NB
     dispersion trended over abundance, a QL dispersion (residual deviance / residual df) squeezed towards an
-    abundance trend by limma's moment estimator, and F(1, residual df + prior df). Then Benjamini–Hochberg
-    over the testable genes of a table.
+    abundance trend by limma's moment estimator (robustly: outlier genes get less prior weight), and
+    F(1, residual df + prior df). Then Benjamini–Hochberg over the testable genes of a table.
 
     Why one pseudobulk per sample with Z-hat as a composition, and not one per (sample, Z-hat state): the
     pseudobulks of one sample share its deviation, so a fit on per-state pseudobulks takes its residual df from
@@ -453,6 +385,11 @@ def pseudobulk_effects(
         library size alone.
     trend
         Squeeze the QL dispersions towards an abundance trend (edgeR's default) instead of a constant.
+    robust
+        Give genes whose QL dispersion is an outlier above the prior less prior weight
+        (:func:`~zconf.analysis._empirical_bayes.robust_prior_df`, after limma's ``robust=TRUE``): their ``df``
+        fall towards ``df_residual``. On real donors the outliers are eQTL and HLA genes, which a split that
+        lines up with their genotypes calls otherwise.
     gene_names
         Index of the table; ``0..n_genes-1`` when ``None``.
 
@@ -464,7 +401,7 @@ def pseudobulk_effects(
     ``dispersion`` (trended NB), ``converged``, ``too_sparse``, ``separated`` (all zeros in one arm: ``lfc`` is
     ±inf, the p-value still comes from the F-test of the deviance); then ``n_samples_control``,
     ``n_samples_treated``, ``df`` (denominator df of the F-test: residual + prior), ``df_residual`` (samples
-    minus design columns) and ``ql_dispersion`` (posterior).
+    minus design columns) and ``ql_dispersion`` (posterior). With ``robust``, ``df`` is per gene.
 
     Examples
     --------
@@ -500,6 +437,7 @@ def pseudobulk_effects(
         "cell_covariates": cell_covariates,
         "alpha": alpha,
         "trend": trend,
+        "robust": robust,
         "normalization": normalization,
     }
     cells = (counts, d, covariates, z_values, offset, samples)
