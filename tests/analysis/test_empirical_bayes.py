@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from zconf.analysis._empirical_bayes import robust_prior_df, squeeze_var
+from zconf.analysis._empirical_bayes import moderate_variances, robust_prior_df, squeeze_var
 
 
 def _prior_draws(rng, n_genes, d0=10.0, s0=0.5, df=6.0):
@@ -28,10 +28,8 @@ def test_robust_prior_df_keeps_the_test_calibrated_under_the_prior():
     sigma2 = s0_true * d0_true / rng.chisquare(d0_true, 20000)
     s2 = sigma2 * rng.chisquare(df, 20000) / df
     numerator = sigma2 * rng.chisquare(1, 20000)  # a null one-df contrast with the same variance
-    _, d0, s0 = squeeze_var(s2, df)
-    prior_df = robust_prior_df(s2, df, d0, s0)
-    post = (prior_df * s0 + df * s2) / (prior_df + df)
-    p = stats.f.sf(numerator / post, 1, df + prior_df)
+    post, df_total = moderate_variances(s2, df)
+    p = stats.f.sf(numerator / post, 1, df_total)
     assert np.mean(p < 0.05) == pytest.approx(0.05, abs=0.006)
     assert np.mean(p < 0.01) <= 0.012
 
@@ -49,3 +47,14 @@ def test_squeeze_var_abundance_trend_does_not_bias_the_prior_scale():
     _, d0, s0 = squeeze_var(s2, 6.0, covariate=abundance)
     assert d0 == pytest.approx(10.0, rel=0.25)
     assert np.median(s0) == pytest.approx(0.5, rel=0.015)  # a running median of log s2 sits 3% high
+
+
+def test_squeeze_var_recovers_prior():
+    rng = np.random.default_rng(0)
+    d0, s0, df = 10.0, 0.5, 5.0
+    sigma2 = s0 * d0 / rng.chisquare(d0, 20000)
+    s2 = sigma2 * rng.chisquare(df, 20000) / df
+    post, d0_hat, s0_hat = squeeze_var(s2, df)
+    assert d0_hat == pytest.approx(d0, rel=0.2)
+    assert s0_hat[0] == pytest.approx(s0, rel=0.05)
+    assert np.all((post - s0_hat) * (s2 - s0_hat) >= -1e-12)  # shrunk towards the prior, never past it

@@ -4,7 +4,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import sparse, stats
 
-from zconf.analysis._pseudobulk import COLUMNS, composition_factors, pseudobulk_effects, squeeze_var
+from zconf.analysis._pseudobulk import COLUMNS, composition_factors, pseudobulk_effects
 from zconf.glm import RegressionData, design_matrix, fit_nb_glm
 
 
@@ -97,17 +97,6 @@ def test_agrees_with_direct_fit_on_hand_built_pseudobulk():
         assert abs(full.params[design.treatment_index] - table["lfc"].iloc[g]) < 1e-4
         f_stat = (reduced.deviance - full.deviance) / table["ql_dispersion"].iloc[g]
         assert stats.f.sf(f_stat, 1, table["df"].iloc[g]) == pytest.approx(table["pvalue"].iloc[g], rel=1e-4)
-
-
-def test_squeeze_var_recovers_prior():
-    rng = np.random.default_rng(0)
-    d0, s0, df = 10.0, 0.5, 5.0
-    sigma2 = s0 * d0 / rng.chisquare(d0, 20000)
-    s2 = sigma2 * rng.chisquare(df, 20000) / df
-    post, d0_hat, s0_hat = squeeze_var(s2, df)
-    assert d0_hat == pytest.approx(d0, rel=0.2)
-    assert s0_hat[0] == pytest.approx(s0, rel=0.05)
-    assert np.all((post - s0_hat) * (s2 - s0_hat) >= -1e-12)  # shrunk towards the prior, never past it
 
 
 def test_groups_give_one_table_per_level_and_skip_thin_levels():

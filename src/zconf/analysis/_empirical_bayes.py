@@ -133,3 +133,35 @@ def robust_prior_df(s2: np.ndarray, df: float, d0: float, s0: np.ndarray) -> np.
     not_outlier = np.minimum(1.0, stats.f.sf(ratio, df, d0) / expected_tail)
     out[ok] = not_outlier * d0
     return out
+
+
+#: Prior df beyond this are treated as infinite (the F reference is then a chi-square over the prior scale).
+MAX_PRIOR_DF = 1e6
+
+
+def moderate_variances(
+    s2: np.ndarray, df: float, covariate: np.ndarray | None = None, *, robust: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior variances and the test's denominator df: :func:`squeeze_var`, then :func:`robust_prior_df`.
+
+    Parameters
+    ----------
+    s2
+        Per-gene variances (QL dispersions), ``(n_genes,)``; non-finite entries stay NaN.
+    df
+        Their residual degrees of freedom.
+    covariate
+        Optional abundance covariate of the prior scale.
+    robust
+        Give outlier genes less of the prior (:func:`robust_prior_df`); else every gene gets the prior df.
+
+    Returns
+    -------
+    Posterior variances and ``df + prior df`` per gene, both ``(n_genes,)``.
+    """
+    post, d0, s0 = squeeze_var(s2, df, covariate=covariate)
+    prior_df = robust_prior_df(s2, df, d0, s0) if robust else np.full(len(s2), float(d0))
+    prior_df = np.minimum(prior_df, MAX_PRIOR_DF)
+    if robust and np.isfinite(d0):
+        post = (prior_df * s0 + df * np.asarray(s2, dtype=float)) / (prior_df + df)
+    return post, df + prior_df

@@ -29,7 +29,7 @@ from scipy import sparse, stats
 from zconf.glm import Design, RegressionData, design_matrix, fit_nb_glm, latent_block
 
 from ._effects import benjamini_hochberg
-from ._empirical_bayes import robust_prior_df, running_trend, squeeze_var
+from ._empirical_bayes import moderate_variances, running_trend
 
 #: Normalisations of the pseudobulk library sizes.
 NORMALIZATIONS = ("median_ratio", "library")
@@ -224,12 +224,7 @@ def _fit_table(y, offset, design: Design, d, n_cells, arm_cells_sum, opts: dict)
     s2 = full.deviance / df_res
     s2[too_sparse] = np.nan
     # 3. empirical-Bayes squeezing of the QL dispersion, F-test with df = residual df + prior df
-    post, d0, s0 = squeeze_var(s2, df_res, covariate=log_abundance if trend else None)
-    prior_df = robust_prior_df(s2, df_res, d0, s0) if robust else np.full(len(s2), d0)
-    prior_df = np.minimum(prior_df, 1e6)
-    if robust and np.isfinite(d0):
-        post = (prior_df * s0 + df_res * s2) / (prior_df + df_res)
-    df_total = df_res + prior_df
+    post, df_total = moderate_variances(s2, df_res, log_abundance if trend else None, robust=robust)
     lr = np.clip(null.deviance - full.deviance, 0.0, None)
     f_stat = lr / post
     pvalue = stats.f.sf(f_stat, 1, df_total)
