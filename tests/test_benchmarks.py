@@ -141,3 +141,16 @@ def test_real_confounded_smoke(tmp_path):
     assert oracle["rmse_ratio_to_naive"] < 0.9  # the hidden patient is a real confounder of the subsample
     assert 3000 < rows[0]["n_obs"] < 4000
     assert (tmp_path / "real_confounded_smoke_summary.md").exists()
+
+
+def test_sample_null_patients_smoke(tmp_path):
+    from benchmarks import sample_null_patients
+
+    if not sample_null_patients.DATA.exists():
+        pytest.skip(f"{sample_null_patients.DATA} is absent on this machine")
+    rows = sample_null_patients.main(["--smoke"])
+    null = [r for r in rows if r["design"] == "null"]
+    assert len(rows) == 4 and all(r["n_splits"] == 2 for r in rows)
+    assert all(r["frac_called_max"] <= 0.05 for r in null)  # no true effect: few genes called
+    assert all(r["power_mean"] > 0.2 for r in rows if r["design"] == "power")
+    assert (tmp_path / "sample_null_patients_smoke.md").exists()
