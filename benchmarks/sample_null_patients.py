@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse, stats
 
 from benchmarks._common import write
-from benchmarks.sample_null import FDR, add_effect
+from benchmarks.sample_null import FDR, _score, add_effect
 from zconf.analysis._pseudobulk import pseudobulk_effects
 from zconf.glm import RegressionData
 
@@ -47,16 +47,12 @@ def _split_rows(counts, patient: np.ndarray, arm: str, splits: list, rng) -> tup
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 table = pseudobulk_effects(data, patient)
-            p, tested = table["pvalue"].to_numpy(), table["pvalue"].notna().to_numpy()
-            truth = np.isin(np.arange(len(p)), touched) if design == "power" else np.zeros(len(p), bool)
-            called = tested & (table["padj"].to_numpy() < FDR)
-            row = {"arm": arm, "design": design, "treated_patients": "+".join(split), "n_tested": int(tested.sum())}
-            row["frac_called"] = float(called.sum() / tested.sum())
-            if design == "power":
-                row["fdp"] = float((called & ~truth).sum() / max(called.sum(), 1))
-                row["power"] = float((called & truth).sum() / max((tested & truth).sum(), 1))
+            p, padj = table["pvalue"].to_numpy(), table["padj"].to_numpy()
+            truth = np.isin(np.arange(len(p)), touched) if design == "power" else None
+            row = {"arm": arm, "design": design, "treated_patients": "+".join(split), **_score(p, padj, truth)}
             rows.append(row)
-            pooled[design].append(p[tested & ~truth])
+            untouched = np.isfinite(p) if truth is None else np.isfinite(p) & ~truth
+            pooled[design].append(p[untouched])
     return rows, pooled
 
 

@@ -62,10 +62,15 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
 SCREENING_FRACTION = 0.15
 
 
+def _even_share(max_epochs: int, fraction: float) -> int:
+    """``fraction`` of ``max_epochs``, at least 2 and even (a phase pair), at most ``max_epochs``."""
+    epochs = max(2, round(fraction * max_epochs))
+    return min(epochs + (epochs % 2), max_epochs)
+
+
 def screening_epochs(max_epochs: int) -> int:
     """Epochs of each screening run of a restart: :data:`SCREENING_FRACTION` of the fit, at least 2, even."""
-    epochs = max(2, round(SCREENING_FRACTION * max_epochs))
-    return min(epochs + (epochs % 2), max_epochs)
+    return _even_share(max_epochs, SCREENING_FRACTION)
 
 
 def is_distributed(train_kwargs: dict) -> bool:
@@ -202,8 +207,7 @@ FINE_TUNE_FRACTION = 0.1
 
 def fine_tune_epochs(max_epochs: int) -> int:
     """Epochs of the final fit of ``n_latent="auto"`` from the chosen candidate: :data:`FINE_TUNE_FRACTION`, even."""
-    epochs = max(2, round(FINE_TUNE_FRACTION * max_epochs))
-    return min(epochs + (epochs % 2), max_epochs)
+    return _even_share(max_epochs, FINE_TUNE_FRACTION)
 
 
 def fit_with_restarts(
