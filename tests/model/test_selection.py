@@ -35,17 +35,22 @@ def _brute_force_loglik(model, adata) -> np.ndarray:
         log_prior = np.sum(np.where(np.array(state) == 1, np.log(prior), np.log1p(-prior)))
         p_d = 1 / (1 + np.exp(-(np.hstack([x, z]) @ w_d + b_d)))
         log_d = stats.bernoulli.logpmf(d, p_d)
-        mu = np.exp(np.hstack([x, d[:, None], z]) @ w_y.T + b_y + log_library[:, None])
+        eta = np.hstack([x, d[:, None], z]) @ w_y.T + b_y
+        if module.renormalises_latent:  # Z's part renormalised: the same expected library as without Z
+            eta_without_z = np.hstack([x, d[:, None], np.zeros_like(z)]) @ w_y.T + b_y
+            eta = eta - np.log(np.exp(eta).sum(1, keepdims=True) / np.exp(eta_without_z).sum(1, keepdims=True))
+        mu = np.exp(eta + log_library[:, None])
         log_y = stats.nbinom.logpmf(y, theta, theta / (theta + mu)).sum(1)
         terms.append(log_prior + log_d + log_y)
     return np.logaddexp.reduce(np.stack(terms), axis=0)
 
 
-@pytest.mark.parametrize("n_latent", [0, 1, 2])
-def test_marginal_log_likelihood_equals_the_brute_force_sum(adata, n_latent):
+@pytest.mark.parametrize(("n_latent", "compositional"), [(0, True), (1, True), (2, True), (2, False)])
+def test_marginal_log_likelihood_equals_the_brute_force_sum(adata, n_latent, compositional):
     adata = setup(adata)
-    model = zconf.ZConf(adata, n_hidden=8, n_latent=n_latent)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=n_latent, compositional_latent=compositional)
     model.train(**FAST_TRAIN)
+    assert model.module.renormalises_latent == (compositional and n_latent > 0)
     loglik = model.get_marginal_log_likelihood(batch_size=37)
     assert loglik.shape == (adata.n_obs,)
     np.testing.assert_allclose(loglik, _brute_force_loglik(model, adata), rtol=1e-5)
@@ -174,6 +179,7 @@ def test_a_model_saved_by_version_0_1_still_loads():
     # saved before the library offset existed: loaded as it was trained, without one
     assert model.module.use_observed_lib_size is False and model.regression_data().offset is None
     assert model.init_params_["non_kwargs"]["use_observed_lib_size"] is False
+    assert model.module.compositional_latent is False and not model.module.renormalises_latent
     assert COVARIATES[:2] == list(adata.obsm["_scvi_extra_continuous_covs"].columns)
 
 

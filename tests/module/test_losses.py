@@ -116,3 +116,33 @@ def test_straight_through_property(logit_values):
     (grad,) = torch.autograd.grad(z.sum(), logits)
     prob = torch.sigmoid(logits.detach())
     torch.testing.assert_close(grad, prob * (1 - prob))
+
+
+def test_renormalised_latent_keeps_the_expected_library_of_the_cell_without_z():
+    """With the observed library as offset, no state of Z changes a cell's expected total count."""
+    torch.manual_seed(0)
+    module = ZConfModule(
+        n_input=6, n_continuous_cov=2, n_hidden=4, n_latent=2, use_observed_lib_size=True, compositional_latent=True
+    )
+    with torch.no_grad():
+        module.nb_head.linear.weight.normal_()
+    covariates, d = torch.randn(5, 2), torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    log_library = torch.log(torch.tensor([[100.0], [250.0], [80.0], [1000.0], [3.0]]))
+    out = module.generative(torch.zeros(5, 2), d, covariates, log_library, states=True)
+    library_by_state = torch.logsumexp(out["log_mean"], dim=-1)  # (cells, 4 states)
+    without_z = torch.logsumexp(module.nb_head(covariates, d, torch.zeros(5, 2)), dim=-1, keepdim=True)
+    torch.testing.assert_close(library_by_state, (without_z + log_library).expand(-1, 4))
+    # the genes' shares still move with Z, and a plain offset (or a size factor) leaves Z's part as it is
+    assert out["log_mean"].std(dim=1).max() > 0.1
+    sized = ZConfModule(
+        n_input=6, n_latent=2, use_observed_lib_size=True, use_size_factor=True, compositional_latent=True
+    )
+    assert module.renormalises_latent and not sized.renormalises_latent  # a size factor is depth, not the library
+    module.compositional_latent = False
+    plain = module.generative(torch.zeros(5, 2), d, covariates, log_library, states=True)["log_mean"]
+    torch.testing.assert_close(plain, module.nb_head(*_expand(covariates, d, module.states)) + log_library[:, None])
+
+
+def _expand(covariates, d, states):
+    n, s = covariates.shape[0], states.shape[0]
+    return covariates[:, None].expand(n, s, -1), d[:, None].expand(n, s), states[None].expand(n, -1, -1)

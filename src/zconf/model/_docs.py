@@ -53,7 +53,15 @@ use_observed_lib_size
     precedence. Without it, sequencing depth is the strongest factor shared by all genes, and Z-hat becomes
     depth instead of a confounder. The treatment's per-cell log fold changes are then centred on the median
     gene (most genes do not change, as DESeq2's and edgeR's normalisation assume). ``False``: the notebook's
-    model, depth left to the covariates or Z-hat (the notebook preset).""",
+    model, depth left to the covariates or Z-hat (the notebook preset).
+compositional_latent
+    With the observed library as offset (no size factor), whether Z's effects on the NB head are
+    renormalised so that Z-hat does not change a cell's expected library, as scVI's softmax over genes: the
+    library is given, so a state that raises some genes lowers the share of the others. On by default: with
+    the plain offset, two binary confounders shift the expected library non-additively, and a 4-level
+    categorical or a third factor fitted that interaction better than the two true factors (benchmarks/
+    selection.py, ``two_binary``). The model without Z is unchanged. Models saved before the option load with
+    it off, as they were trained.""",
     # the trained ZConf that the examples of its analysis methods start from
     "example_trained_zconf": """\
 >>> import zconf

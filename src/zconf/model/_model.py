@@ -63,7 +63,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     _training_plan_cls = ZConfTrainingPlan
     _data_splitter_cls = InMemoryDataSplitter  # minibatches sliced in memory (zconf.dataloaders: why)
     _data_loader_cls = staticmethod(make_data_loader)
-    _saved_before_defaults = {"use_observed_lib_size": False}  # models saved before the offset (ZconfModelMixin)
+    _saved_before_defaults = {"use_observed_lib_size": False, "compositional_latent": False}  # (ZconfModelMixin)
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         relaxation: Literal["marginal", "straight_through", "gumbel", "continuous"] = "marginal",
         intercept: bool = True,
         use_observed_lib_size: bool = True,
+        compositional_latent: bool = True,
         dispersion_key: str | None = None,
         y_transform: Literal["log1p", "counts", "log1p_normalized"] = "log1p",
         generator_inputs: Sequence[str] = GENERATOR_INPUTS,
@@ -83,7 +84,6 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     ):
         super().__init__(adata)
         validated = None if dispersion_key is None else _validation.validate_dispersion(self.adata, dispersion_key)
-        fixed_dispersion = None if validated is None else torch.as_tensor(validated)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         self._module_kwargs = {
             "n_input": self.summary_stats.n_vars,
@@ -92,11 +92,12 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             "n_hidden": n_hidden,
             "relaxation": relaxation,
             "intercept": intercept,
-            "fixed_dispersion": fixed_dispersion,
+            "fixed_dispersion": None if validated is None else torch.as_tensor(validated),
             "y_transform": y_transform,
             "generator_inputs": tuple(generator_inputs),
             "use_size_factor": REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             "use_observed_lib_size": use_observed_lib_size,
+            "compositional_latent": compositional_latent,
             **kwargs,
         }
         _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
@@ -318,9 +319,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         batch_size: int | None = None,
         keys: Sequence[str] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Every per-cell output of the model (the notebook's ``predict_all``), rows in input order.
-
-        The heads are evaluated at the hard Z-hat.
+        """Every per-cell output of the model (the notebook's ``predict_all``), heads at the hard Z-hat, in input order.
 
         Parameters
         ----------
