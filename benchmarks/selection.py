@@ -6,7 +6,8 @@ trained, and its choice, Z-hat recovery and effects are scored against the truth
 false-discovery proportion at BH 0.1. Results: ``results/selection.{json,md}`` (per seed) and
 ``results/selection_summary.{json,md}``.
 
-Run: ``python -m benchmarks.selection [--scenarios no_confounder two_binary ...] [--seeds N] [--quick]``.
+Run: ``python -m benchmarks.selection [--scenarios no_confounder two_binary ...] [--seeds N] [--quick]``; one
+scenario split over cores: ``--only-seeds``, then :func:`write_rows` on all the rows.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per scenario (default: SCENARIOS)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 400 cells x 40 genes")
     parser.add_argument("--suffix", default="")
+    parser.add_argument("--only-seeds", type=int, nargs="+", help="run these seeds (to split a scenario over cores)")
     parser.add_argument("--combine", action="store_true", help="only merge the per-scenario summaries")
     args = parser.parse_args(argv)
     if args.combine:
@@ -142,17 +144,25 @@ def main(argv=None) -> None:
     rows = []
     for scenario in args.scenarios:
         n_seeds = 1 if args.quick else (args.seeds or SCENARIOS[scenario])
-        rows.extend(run_one(scenario, seed, *size) for seed in range(n_seeds))
-        columns = ["scenario", "seed", "latent", *METRICS, "rmse_zconf", "rmse_naive", "rmse_oracle"]
-        columns.append("heldout_gain_1_vs_0")
-        write(f"selection{args.suffix}", rows, columns, "Automatic n_latent per scenario and seed (defaults)")
+        rows.extend(run_one(scenario, seed, *size) for seed in (args.only_seeds or range(n_seeds)))
+        write_rows(rows, args.suffix)
+
+
+def write_rows(rows: list[dict], suffix: str) -> None:
+    """Write the per-seed rows and their summary per scenario to ``results/selection{suffix}`` files.
+
+    Runs of one scenario split over processes (``--only-seeds``) are merged by passing all their rows.
+    """
+    columns = ["scenario", "seed", "latent", *METRICS, "rmse_zconf", "rmse_naive", "rmse_oracle"]
+    columns.append("heldout_gain_1_vs_0")
+    write(f"selection{suffix}", rows, columns, "Automatic n_latent per scenario and seed (defaults)")
     summary = summarise(rows, ("scenario",), METRICS)
     for row in summary:
         part = [r for r in rows if r["scenario"] == row["scenario"]]
         values, counts = np.unique([r["latent"] for r in part], return_counts=True)
         row["n_latent_counts"] = ", ".join(f"{v}: {c}" for v, c in zip(values, counts, strict=True))
     columns = ["scenario", "n_seeds", "n_latent_counts"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "worst")]
-    write(f"selection_summary{args.suffix}", summary, columns, "Automatic n_latent: summary over seeds")
+    write(f"selection_summary{suffix}", summary, columns, "Automatic n_latent: summary over seeds")
 
 
 if __name__ == "__main__":
