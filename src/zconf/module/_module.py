@@ -298,8 +298,10 @@ class ZConfModule(BaseModuleClass):
 
         ``log_mean`` is ``(n_obs_minibatch, n_states, n_vars)`` before the offset; ``z_states`` the states.
         """
-        z_part = z_states @ self.nb_head.linear.weight[:, self.n_covariates + 1 :].T  # (n_obs, n_states, n_vars)
-        without_z = torch.logsumexp(log_mean[:, :1] - z_part[:, :1], dim=-1, keepdim=True)  # the same for all states
+        # Z's part of the first state only: the cell without Z is the same for all states (the matmul of every
+        # state's part cost as much as the log-sum-exp)
+        z_part = z_states[:, :1] @ self.nb_head.linear.weight[:, self.n_covariates + 1 :].T  # (n_obs, 1, n_vars)
+        without_z = torch.logsumexp(log_mean[:, :1] - z_part, dim=-1, keepdim=True)
         return log_mean - (torch.logsumexp(log_mean, dim=-1, keepdim=True) - without_z)
 
     # ------------------------------------------------------------------ initialisation
