@@ -207,6 +207,7 @@ def test_observed_library_is_the_default_offset(adata):
     model.train(**FAST_TRAIN)
     batch = next(iter(model._make_data_loader(adata=adata, indices=np.arange(40), shuffle=False)))
     module = model.module
+    module.compositional_latent = False  # the plain offset here; the renormalised one: tests/module/test_losses.py
     inference = module.inference(**module._get_inference_input(batch))
     generative_inputs = module._get_generative_input(batch, inference)
     with_offset = module.generative(**generative_inputs, states=False)["log_mean"][:, 0]
