@@ -300,7 +300,7 @@ class ZConfModule(BaseModuleClass):
         """
         # Z's part of the first state only: the cell without Z is the same for all states (the matmul of every
         # state's part cost as much as the log-sum-exp)
-        z_part = z_states[:, :1] @ self.nb_head.linear.weight[:, self.n_covariates + 1 :].T  # (n_obs, 1, n_vars)
+        z_part = z_states[:, :1] @ self._z_weights().T  # (n_obs, 1, n_vars)
         without_z = torch.logsumexp(log_mean[:, :1] - z_part, dim=-1, keepdim=True)
         return log_mean - (torch.logsumexp(log_mean, dim=-1, keepdim=True) - without_z)
 
@@ -342,6 +342,10 @@ class ZConfModule(BaseModuleClass):
             self.nb_head.linear.bias.copy_(nb_coef[:, 0])
         self.initialize_dispersion(dispersion)
 
+    def _z_weights(self) -> torch.Tensor:
+        """The NB head's coefficients of the Z columns, ``(n_vars, n_latent)`` (after X and D)."""
+        return self.nb_head.linear.weight[:, self.n_covariates + 1 :]
+
     @torch.no_grad()
     def z_log_fold_changes(self) -> torch.Tensor:
         """The NB head's effect of each Z-hat column on every gene's log mean, ``(n_vars, n_columns)``.
@@ -349,7 +353,7 @@ class ZConfModule(BaseModuleClass):
         Binary factors: their coefficients. A categorical latent: each level but the first against the first,
         as :meth:`~zconf.module._latent.CategoricalLatent.design_columns` codes it.
         """
-        weights = self.nb_head.linear.weight[:, self.n_covariates + 1 :].detach()
+        weights = self._z_weights().detach()
         return weights[:, 1:] - weights[:, :1] if self.latent_distribution == "categorical" else weights
 
     @torch.no_grad()
