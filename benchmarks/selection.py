@@ -7,7 +7,8 @@ false-discovery proportion at BH 0.1. Results: ``results/selection.{json,md}`` (
 ``results/selection_summary.{json,md}``.
 
 Run: ``python -m benchmarks.selection [--scenarios no_confounder two_binary ...] [--seeds N] [--quick]``; one
-scenario split over cores: ``--only-seeds``, then :func:`write_rows` on all the rows.
+scenario split over cores: ``--only-seeds 0 1 --suffix _a`` and ``--only-seeds 2 3 --suffix _b``, then
+``--merge _a _b --suffix _<scenario>``; ``--combine`` puts the per-scenario summaries together.
 """
 
 from __future__ import annotations
@@ -127,6 +128,23 @@ def combine() -> None:
     write("selection_summary", rows, columns, "Automatic n_latent: summary over seeds, every scenario")
 
 
+def merge_parts(parts: list[str], suffix: str) -> None:
+    """Merge the per-seed rows of runs split over processes (``--only-seeds ... --suffix PART``) into ``suffix``.
+
+    The part files are removed once merged, so that only the scenario's files remain.
+    """
+    import json
+
+    from benchmarks._common import RESULTS
+
+    rows = [row for part in parts for row in json.loads((RESULTS / f"selection{part}.json").read_text())]
+    write_rows(sorted(rows, key=lambda row: (row["scenario"], row["seed"])), suffix)
+    for part in parts:
+        for name in (f"selection{part}", f"selection_summary{part}"):
+            for ext in ("json", "md"):
+                (RESULTS / f"{name}.{ext}").unlink()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
@@ -135,9 +153,13 @@ def main(argv=None) -> None:
     parser.add_argument("--suffix", default="")
     parser.add_argument("--only-seeds", type=int, nargs="+", help="run these seeds (to split a scenario over cores)")
     parser.add_argument("--combine", action="store_true", help="only merge the per-scenario summaries")
+    parser.add_argument("--merge", nargs="+", metavar="PART", help="merge these --suffix runs into --suffix")
     args = parser.parse_args(argv)
     if args.combine:
         combine()
+        return
+    if args.merge:
+        merge_parts(args.merge, args.suffix)
         return
     quiet()
     size = (400, 40) if args.quick else (None, None)

@@ -127,6 +127,12 @@ def test_selection_smoke(tmp_path):
     rows = json.loads((tmp_path / "selection_smoke.json").read_text())
     assert rows[0]["scenario"] == "no_confounder" and rows[0]["n_latent"] >= 0
     assert 0 < rows[0]["rmse_ratio_to_naive"] < 10
+    # a scenario split over processes is merged into one file, and the parts are removed
+    selection.write_rows([{**rows[0], "seed": 1}], "_smoke_b")
+    selection.main(["--merge", "_smoke_b", "_smoke", "--suffix", "_no_confounder"])
+    assert [r["seed"] for r in json.loads((tmp_path / "selection_no_confounder.json").read_text())] == [0, 1]
+    assert json.loads((tmp_path / "selection_summary_no_confounder.json").read_text())[0]["n_seeds"] == 2
+    assert not (tmp_path / "selection_smoke.json").exists() and not (tmp_path / "selection_summary_smoke_b.md").exists()
 
 
 def test_real_confounded_smoke(tmp_path):

@@ -224,7 +224,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             loss weights, schedule).
         n_init
             Number of initialisations. With more than one, each is trained for a short screening run (about
-            15% of the epochs), and the one with the lowest training loss (negative ELBO) is trained on to
+            7.5% of the epochs), and the one with the lowest training loss (negative ELBO) is trained on to
             ``max_epochs``, as ``n_init`` in scikit-learn's mixture models but cheaper.
         max_restarts
             Extra initialisations tried only when the best fit collapsed (a Z-hat column with more than 97% of

@@ -59,7 +59,13 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
 
 
 #: Share of ``max_epochs`` for which each start of a restart is screened before the best one trains on.
-SCREENING_FRACTION = 0.15
+#: 0.075 (a candidate screens 2 of 26 epochs at 10,000 cells, 10 of 124 at 2,000), measured against 0.15
+#: on the selection presets (2026-12-04, benchmarks/results/selection_summary.md): the same choices (two
+#: binary confounders Bernoulli 2 in 19 of 20 either way, a 4-level one categorical 4 in 10 of 10 against 9),
+#: recovery 1.000 on the confounded preset, the weak confounder's hard |corr| within -0.013 to +0.003 per
+#: seed (inside the spread of one-start fits, benchmarks/results/weak_limit.md); the default call fell from
+#: 3.16x to 2.99x one fit (benchmarks/results/scale.md).
+SCREENING_FRACTION = 0.075
 
 
 def _even_share(max_epochs: int, fraction: float) -> int:
