@@ -165,3 +165,29 @@ def test_a_zhat_that_encodes_sequencing_depth_is_flagged():
         warn_if_depth(rng.uniform(size=(500, 1)), log_library, no_covariates, alike)  # unrelated to depth
         warn_if_depth(deep, log_library, log_library[:, None], alike)  # the library is a covariate
         warn_if_depth(np.zeros((500, 0)), log_library, no_covariates, np.zeros((60, 0)))  # no Z
+
+
+@pytest.mark.parametrize("bad", ["nan", "fraction", "negative"])
+def test_count_check_in_chunks_finds_a_bad_value_in_any_chunk(monkeypatch, bad):
+    from zconf.model import _validation
+
+    monkeypatch.setattr(_validation, "VALUE_CHUNK", 7)  # 100 values: 15 chunks, the bad one in the last
+    values = np.arange(100, dtype=np.float32)
+    values[98] = {"nan": np.nan, "fraction": 2.5, "negative": -1.0}[bad]
+    match = {"nan": "1 NaN", "fraction": r"non-integer values \(e.g. 2.5\)", "negative": "negative"}[bad]
+    with pytest.raises(ValueError, match=match):
+        _validation._check_count_values(values, "adata.X")
+    _validation._check_count_values(np.arange(100, dtype=np.float32), "adata.X")  # good counts pass
+
+
+def test_sums_of_squares_in_row_blocks_equal_the_whole_matrix():
+    from scipy import sparse
+
+    from zconf.model._validation import column_sums_of_squares, row_blocks
+
+    counts = np.random.default_rng(0).poisson(2.0, (53, 6)).astype(np.float32)
+    blocks = list(row_blocks(sparse.csr_matrix(counts), 53, block=10, in_memory_whole=False))
+    assert len(blocks) == 6 and np.array_equal(sparse.vstack(blocks).toarray(), counts)
+    expected = (counts.astype(float) ** 2).sum(0)
+    for matrix in (counts, sparse.csr_matrix(counts), sparse.csc_matrix(counts)):
+        np.testing.assert_allclose(column_sums_of_squares(matrix, 53), expected)

@@ -64,7 +64,7 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
 #: binary confounders Bernoulli 2 in 19 of 20 either way, a 4-level one categorical 4 in 10 of 10 against 9),
 #: recovery 1.000 on the confounded preset, the weak confounder's hard |corr| within -0.013 to +0.003 per
 #: seed (inside the spread of one-start fits, benchmarks/results/weak_limit.md); the default call fell from
-#: 3.16x to 2.99x one fit (benchmarks/results/scale.md).
+#: 3.16x to 2.91x one fit (benchmarks/results/scale.md).
 SCREENING_FRACTION = 0.075
 
 
