@@ -38,7 +38,9 @@ def latent_selection(
         msg = "This model has no latent_selection_: train a ZConf(adata, n_latent='auto') first."
         raise ValueError(msg)
     ax_given = ax is not None
-    fig, ax = new_axes(ax, figsize=(max(5.0, 0.6 * len(table) + 1.5), 3.8))
+    # family over size on two lines, with room for "categorical" under each candidate: one line each overlapped
+    # at 5 candidates (bernoulli 2, categorical 3, bernoulli 3 ran together on a 5-inch figure)
+    fig, ax = new_axes(ax, figsize=(max(5.0, 0.95 * len(table) + 1.5), 3.8))
     labels = table.index.to_numpy()
     x = np.arange(len(table))
     gain, se = table["gain_vs_chosen"].to_numpy(), table["gain_vs_chosen_se"].to_numpy()
@@ -52,15 +54,13 @@ def latent_selection(
     if no_overlap.any():
         ax.plot(x[no_overlap], gain[no_overlap], "x", color="C1", ms=9, mew=2, label="no overlap (not eligible)")
     ax.plot(x[chosen], gain[chosen], "o", color="C3", ms=9, label=f"chosen: {labels[chosen][0]}")
-    ax.set_xticks(
-        x, [str(label) for label in labels], rotation=35 if len(x) > 5 else 0, ha="right" if len(x) > 5 else "center"
-    )
+    ax.set_xticks(x, [str(label).replace(" ", "\n", 1) for label in labels], fontsize=9)
     ax.set_xlabel("candidate latent (family and size)")
     ax.set_ylabel("held-out log-likelihood gain\nover the chosen (nats per cell)")
     absolute = table["heldout_loglik"].to_numpy()
     ax.set_title(f"Choice of the latent (chosen: {absolute[chosen][0]:.2f} nats per held-out cell)", fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="best")
-    ax.margins(x=0.15)
+    ax.margins(x=0.15 if len(x) <= 5 else 0.06)
     if np.all(np.isfinite(gain)):
         spread = max(float(np.max(np.abs(gain) + 2 * se)), 1e-3)
         top = max(float(np.max(gain + 2 * se)), 0.0)  # no candidate beats the chosen one by much: little room above
