@@ -14,6 +14,7 @@ scenario split over cores: ``--only-seeds 0 1 --suffix _a`` and ``--only-seeds 2
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -115,9 +116,7 @@ def run_one(scenario: str, seed: int, n_obs: int | None, n_vars: int | None) -> 
 
 def combine() -> None:
     """Put the per-scenario summaries (``--suffix _<scenario>`` runs) into ``results/selection_summary.md``."""
-    import json
-
-    from benchmarks._common import RESULTS
+    from benchmarks._common import RESULTS  # read at call time: the tests point it at a temporary folder
 
     rows = []
     for scenario in SCENARIOS:
@@ -133,8 +132,6 @@ def merge_parts(parts: list[str], suffix: str) -> None:
 
     The part files are removed once merged, so that only the scenario's files remain.
     """
-    import json
-
     from benchmarks._common import RESULTS
 
     rows = [row for part in parts for row in json.loads((RESULTS / f"selection{part}.json").read_text())]

@@ -64,3 +64,24 @@ def test_bayes_posterior_recovers_strong_confounder():
     posterior = zconf.data.bayes_posterior(adata)
     assert posterior.shape == (300, 1)
     assert zconf.metrics.latent_recovery(adata.obsm["z_true"], posterior)["corr"] > 0.98
+
+
+def test_bayes_posterior_given_the_library_uses_the_softmax_of_the_true_log_means():
+    from scipy import stats
+
+    adata = zconf.data.simulate("weak", n_obs=200, n_vars=30, random_state=1)
+    sim, d = adata.uns["simulation"], adata.obs["treatment"].to_numpy(float)
+    x = adata.obs[[f"x{j}" for j in range(int(sim["params"]["n_covariates"]))]].to_numpy(float)
+    y, theta = np.asarray(adata.layers["counts"], float), 1.0 / adata.var["dispersion_true"].to_numpy(float)
+    p_z, joint = float(sim["params"]["p_z"]), []
+    for z in (0.0, 1.0):  # an independent computation with scipy's NB, one binary factor
+        eta = float(sim["params"].get("intercept", 0.0)) + np.column_stack([x, d]) @ sim["beta2"] + z * sim["gamma2"][0]
+        mean = y.sum(1, keepdims=True) * np.exp(eta) / np.exp(eta).sum(1, keepdims=True)
+        logit = x @ sim["beta1"] + z * sim["gamma1"][0]
+        log_d = np.where(d == 1, -np.logaddexp(0, -logit), -np.logaddexp(0, logit))
+        log_y = stats.nbinom.logpmf(y, theta, theta / (theta + mean)).sum(1)
+        joint.append(np.log(p_z if z else 1 - p_z) + log_d + log_y)
+    expected = 1.0 / (1.0 + np.exp(joint[0] - joint[1]))
+    given_library = zconf.data.bayes_posterior(adata, library_offset=True)[:, 0]
+    np.testing.assert_allclose(given_library, expected, atol=1e-8)
+    assert not np.allclose(given_library, zconf.data.bayes_posterior(adata)[:, 0], atol=1e-3)

@@ -21,7 +21,7 @@ def _nb_logpmf(y: np.ndarray, log_mean: np.ndarray, dispersion: np.ndarray) -> n
     )
 
 
-def bayes_posterior(adata: AnnData, *, counts_layer: str = "counts") -> np.ndarray:
+def bayes_posterior(adata: AnnData, *, counts_layer: str = "counts", library_offset: bool = False) -> np.ndarray:
     """P(Z_j = 1 | X, D, Y) under the true parameters of :func:`~zconf.data.simulate`.
 
     Enumerates the 2**n_latent states of Z (two points for one latent) and combines the prior, the
@@ -34,6 +34,11 @@ def bayes_posterior(adata: AnnData, *, counts_layer: str = "counts") -> np.ndarr
         columns, ``var["dispersion_true"]`` and the counts).
     counts_layer
         Layer holding the counts.
+    library_offset
+        Condition on each cell's observed library, as ZConf's default head does (``use_observed_lib_size``
+        with ``compositional_latent``): a state's means are the library times the softmax over genes of the
+        true log-means, so the library's own information about Z is not used. The limit of a model that takes
+        the library as given.
 
     Returns
     -------
@@ -64,12 +69,16 @@ def bayes_posterior(adata: AnnData, *, counts_layer: str = "counts") -> np.ndarr
     p_z = float(params["p_z"])
     base_d = x @ beta1
     base_y = float(params.get("intercept", 0.0)) + np.column_stack([x, d]) @ beta2
+    log_library = np.log(np.clip(y.sum(axis=1, keepdims=True), 1.0, None))
     states = np.array(list(itertools.product([0.0, 1.0], repeat=k)))  # (n_states, n_latent)
     log_joint = []
     for state in states:
         logit = base_d + state @ gamma1
         log_p_d = -np.logaddexp(0.0, -np.where(d == 1, logit, -logit))
-        log_p_y = _nb_logpmf(y, base_y + state @ gamma2, dispersion).sum(axis=1)
+        log_mean = base_y + state @ gamma2
+        if library_offset:
+            log_mean = log_library + log_mean - logsumexp(log_mean, axis=1, keepdims=True)
+        log_p_y = _nb_logpmf(y, log_mean, dispersion).sum(axis=1)
         log_prior = np.sum(state * np.log(p_z) + (1 - state) * np.log1p(-p_z))
         log_joint.append(log_prior + log_p_d + log_p_y)
     log_joint = np.column_stack(log_joint)  # (n_obs, n_states)
