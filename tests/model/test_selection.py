@@ -5,6 +5,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
 import torch
@@ -217,3 +218,37 @@ def test_the_model_without_z_is_fitted_exactly(adata):
     glm = fit_nb_glm(counts, design, offset=data.offset, dispersion_method="ml")
     coef = exact.module.nb_head.linear.weight.detach().numpy()[:, exact.module.n_covariates]
     np.testing.assert_allclose(coef, glm.coef[:, -1], atol=1e-4)
+
+
+def test_treatment_interactions_give_each_level_its_own_effect(adata):
+    """With ``treatment_interactions`` the NB head has D x level columns, started at (and, without Z, equal to)
+    the GLM with those columns; the per-level treatment effects it holds are those of the GLM."""
+    from zconf.glm import design_matrix, fit_nb_glm
+    from zconf.model._training import fit_without_latent
+
+    adata = adata.copy()
+    adata.obs["site"] = pd.Categorical(np.arange(adata.n_obs) % 3).rename_categories(["a", "b", "c"])
+    setup(adata, categorical_covariate_keys=["site"])
+    plain = zconf.ZConf(adata, n_hidden=8, n_latent=0)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=0, treatment_interactions=True)
+    assert model.module.n_interactions == 2 and plain.module.n_interactions == 0
+    assert model.module.nb_head.linear.in_features == plain.module.nb_head.linear.in_features + 2
+    fit_without_latent(model, random_state=0)
+    data = model.regression_data(reference_coding=None)
+    counts = data.counts.toarray() if hasattr(data.counts, "toarray") else np.asarray(data.counts)
+    x, d = data.covariates, data.treatment
+    levels = x[:, model.module.interaction_index]
+    glm = fit_nb_glm(
+        counts, design_matrix(x, d, levels * d[:, None]).matrix, offset=data.offset, dispersion_method="ml"
+    )
+    weight = model.module.nb_head.linear.weight.detach().numpy()
+    n_cov = model.module.n_covariates
+    np.testing.assert_allclose(weight[:, n_cov + 2], glm.coef[:, n_cov + 1], atol=1e-4)  # D, at the first level
+    np.testing.assert_allclose(weight[:, n_cov : n_cov + 2], glm.coef[:, n_cov + 2 :], atol=1e-4)  # D x b, D x c
+    # the exact marginal likelihood sees the interaction block: it fits at least as well as the additive GLM
+    fit_without_latent(plain, random_state=0)
+    assert model.get_marginal_log_likelihood().sum() >= plain.get_marginal_log_likelihood().sum()
+    with_z = zconf.ZConf(adata, n_hidden=8, n_latent=1, treatment_interactions=True)
+    with_z.train(**FAST_TRAIN)
+    assert with_z.get_latent_representation().shape == (adata.n_obs, 1)
+    assert with_z.module.z_log_fold_changes().shape == (adata.n_vars, 1)

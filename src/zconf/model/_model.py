@@ -77,6 +77,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         intercept: bool = True,
         use_observed_lib_size: bool = True,
         compositional_latent: bool = True,
+        treatment_interactions: bool = False,
         dispersion_key: str | None = None,
         y_transform: Literal["log1p", "counts", "log1p_normalized"] = "log1p",
         generator_inputs: Sequence[str] = GENERATOR_INPUTS,
@@ -98,6 +99,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             "use_size_factor": REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             "use_observed_lib_size": use_observed_lib_size,
             "compositional_latent": compositional_latent,
+            "treatment_interactions": treatment_interactions,
             **kwargs,
         }
         _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
@@ -137,12 +139,11 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     def set_latent(self, distribution: str, n_latent: int) -> None:
         """Replace the module by an untrained one with this latent, unless it already has it.
 
-        Used by the choice of ``n_latent="auto"``, and by scvi-tools' load, which sets the saved ``n_latent_``
-        and ``latent_distribution_`` (in either order) before loading the module's weights.
+        Used by ``n_latent="auto"`` and scvi-tools' load (which sets ``n_latent_`` and ``latent_distribution_``).
         """
         if (distribution, n_latent) != (self.latent_distribution_, self.n_latent_):
-            kwargs = {"latent_distribution": distribution, **self._module_kwargs}
-            self.module = self._module_cls(n_latent=int(n_latent), **kwargs)
+            kwargs = {"n_latent": int(n_latent), "latent_distribution": distribution, **self._module_kwargs}
+            self.module = self._module_cls(**kwargs)
 
     @classmethod
     @setup_anndata_dsp.dedent

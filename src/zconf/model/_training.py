@@ -239,7 +239,9 @@ def fit_with_restarts(
     start = None
     if not model.is_trained_:
         data = model.regression_data(reference_coding=None)  # the heads' own coding of the covariates
-        start = null_glm_start(data, model.module.intercept, random_state)
+        start = null_glm_start(
+            data, model.module.intercept, random_state, interaction_index=model.module.interaction_index
+        )
 
     def fit(run: int) -> RunResult | None:
         with seeded(None if random_state is None else random_state + run):
@@ -281,6 +283,7 @@ def null_glm_start(
     random_state: int | None,
     max_cells: int | None = START_GLM_CELLS,
     dispersion_method: str = "pearson",
+    interaction_index: list[int] | tuple = (),
 ) -> dict:
     """The model without Z fitted by IRLS: logistic D ~ [1, X] and per-gene NB Y ~ [1, X, D] with dispersions.
 
@@ -290,7 +293,8 @@ def null_glm_start(
     nats per held-out cell over the model without Z; trained 4x longer, the two tied.
 
     At most ``max_cells`` cells, drawn at random (``None``: all of them), enter the fit; ``dispersion_method``
-    is :func:`zconf.glm.fit_nb_glm`'s.
+    is :func:`zconf.glm.fit_nb_glm`'s; ``interaction_index`` the covariate columns whose products with D the NB
+    head has (:meth:`zconf.module.ZConfModule.interaction_columns`), after D in the NB fit.
     """
     rng = np.random.default_rng(random_state)
     cells = np.arange(data.n_obs)
@@ -308,7 +312,9 @@ def null_glm_start(
     gene_chunk = int(np.clip(2e7 // max(len(cells), 1), 16, 512))
     nb_fit = fit_nb_glm(
         counts,
-        design_matrix(x, d, intercept=intercept).matrix,
+        design_matrix(
+            x, d, x[:, list(interaction_index)] * d[:, None] if len(interaction_index) else None, intercept=intercept
+        ).matrix,
         offset=offset,
         dispersion_method=dispersion_method,
         gene_chunk=gene_chunk,
@@ -331,7 +337,14 @@ def fit_without_latent(model, random_state: int | None) -> None:
     the model's optimum. The model is marked trained (its ``history_`` stays empty).
     """
     data = model.regression_data(reference_coding=None)
-    fit = null_glm_start(data, model.module.intercept, random_state, max_cells=None, dispersion_method="ml")
+    fit = null_glm_start(
+        data,
+        model.module.intercept,
+        random_state,
+        max_cells=None,
+        dispersion_method="ml",
+        interaction_index=model.module.interaction_index,
+    )
     model.module.initialize_heads(**fit)  # every parameter of a model without Z: intercepts, slopes, dispersions
     model.is_trained_ = True
 

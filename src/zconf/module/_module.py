@@ -31,6 +31,16 @@ def _check_choice(name: str, value, choices: Sequence) -> None:
         raise ValueError(msg)
 
 
+def _levels_beyond_first(n_continuous: int, n_cats_per_cov: Sequence[int], dropped: int) -> list[int]:
+    """Positions in :meth:`ZConfModule.design` of each categorical covariate's levels beyond its first."""
+    index, start = [], n_continuous
+    for n_cat in n_cats_per_cov:
+        width = n_cat - dropped
+        index += list(range(start + 1 - dropped, start + width))
+        start += width
+    return index
+
+
 class ZConfModule(BaseModuleClass):
     """Infers a binary confounder Z from (X, D, Y) and models D ~ [X, Z] and Y ~ [X, D, Z].
 
@@ -80,6 +90,10 @@ class ZConfModule(BaseModuleClass):
     compositional_latent
         With the observed library as offset, whether Z's effects are renormalised so that Z-hat does not change a
         cell's expected library (:meth:`_renormalise_latent`).
+    treatment_interactions
+        Whether the NB head has a D x level column for each level beyond the first of every categorical
+        covariate (:meth:`interaction_columns`): the treatment's effect on a gene may differ between cell types,
+        and a latent state need not stand in for that difference (``ZConf``'s ``treatment_interactions``).
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class ZConfModule(BaseModuleClass):
         use_size_factor: bool = False,
         use_observed_lib_size: bool = False,
         compositional_latent: bool = False,
+        treatment_interactions: bool = False,
     ):
         super().__init__()
         self.latent = make_latent(relaxation, n_latent, latent_distribution)  # validates the choice and the size
@@ -126,6 +141,12 @@ class ZConfModule(BaseModuleClass):
         drop = 1 if intercept else 0
         n_cov = n_continuous_cov + sum(max(n - drop, 0) for n in self.n_cats_per_cov)
         self.n_covariates = n_cov
+        self.treatment_interactions = treatment_interactions
+        #: design columns of the categorical levels beyond each covariate's first (D x these enter the NB head)
+        self.interaction_index = (
+            _levels_beyond_first(n_continuous_cov, self.n_cats_per_cov, drop) if treatment_interactions else []
+        )
+        self.n_interactions = len(self.interaction_index)
 
         n_gen_in = (
             n_input
@@ -134,7 +155,9 @@ class ZConfModule(BaseModuleClass):
         )
         self.generator = Generator(n_gen_in, n_latent, n_hidden)
         self.classifier = TreatmentClassifier(n_cov, n_latent, intercept=intercept)
-        self.nb_head = NBHead(n_cov, n_latent, n_input, intercept=intercept, fixed_dispersion=fixed_dispersion)
+        self.nb_head = NBHead(
+            n_cov + self.n_interactions, n_latent, n_input, intercept=intercept, fixed_dispersion=fixed_dispersion
+        )
         # Prior logit of P(Z=1): an M-step parameter, optimised with the classifier (the model of
         # "who is treated and why"), used only by the marginal relaxation.
         self.z_prior_logit = torch.nn.Parameter(torch.zeros(n_latent))
@@ -186,6 +209,20 @@ class ZConfModule(BaseModuleClass):
             for j, n_cat in enumerate(self.n_cats_per_cov):
                 parts.append(F.one_hot(codes[:, j].long(), n_cat).float()[:, drop:])
         return torch.cat(parts, dim=-1)
+
+    def interaction_columns(self, covariates, d):
+        """The D x level columns of the NB head, ``(..., n_interactions)``: ``d`` times the categorical levels.
+
+        Works on torch tensors and numpy arrays alike; ``covariates`` is :meth:`design`'s coding, ``d`` has its
+        shape without the last axis.
+        """
+        return covariates[..., self.interaction_index] * d[..., None]
+
+    def head_covariates(self, covariates: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The NB head's covariate block: X, then the D x level columns when the head has them."""
+        if not self.n_interactions:
+            return covariates
+        return torch.cat([covariates, self.interaction_columns(covariates, d)], dim=-1)
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
         return {
@@ -265,7 +302,7 @@ class ZConfModule(BaseModuleClass):
         cov = covariates.unsqueeze(1).expand(-1, n_states, -1)  # (n_obs_minibatch, n_states, n_covariates)
         d_states = d.unsqueeze(1).expand(-1, n_states)  # (n_obs_minibatch, n_states)
         d_logit = self.classifier(cov, z_states)
-        log_mean = self.nb_head(cov, d_states, z_states)
+        log_mean = self.nb_head(self.head_covariates(cov, d_states), d_states, z_states)
         if log_library is not None:
             if self.renormalises_latent:
                 log_mean = self._renormalise_latent(log_mean, z_states)
@@ -328,15 +365,19 @@ class ZConfModule(BaseModuleClass):
     def initialize_heads(self, d_coef, nb_coef, dispersion) -> None:
         """Set the heads' X and D coefficients (and intercepts) to a fit without Z; Z's stay as they are.
 
-        ``d_coef`` is ``[intercept, X]`` of the logistic model of D and ``nb_coef`` ``(n_vars, [intercept, X, D])``
-        of the NB model (no intercept column when the heads have none), as :func:`zconf.glm.design_matrix` orders
-        them; ``dispersion`` the NB dispersions α.
+        ``d_coef`` is ``[intercept, X]`` of the logistic model of D and ``nb_coef``
+        ``(n_vars, [intercept, X, D, D x levels])`` of the NB model (no intercept column when the heads have
+        none), as :func:`zconf.glm.design_matrix` orders them; ``dispersion`` the NB dispersions α.
         """
         first = 1 if self.intercept else 0
         n_cov = self.n_covariates
         d_coef, nb_coef = torch.as_tensor(d_coef, dtype=torch.float32), torch.as_tensor(nb_coef, dtype=torch.float32)
         self.classifier.linear.weight[0, :n_cov] = d_coef[first:]
-        self.nb_head.linear.weight[:, : n_cov + 1] = nb_coef[:, first:]
+        # the head's input is [X, D x levels, D, Z] (NBHead: covariates, D, Z); the fit's [1, X, D, D x levels]
+        slopes = nb_coef[:, first:]
+        self.nb_head.linear.weight[:, :n_cov] = slopes[:, :n_cov]
+        self.nb_head.linear.weight[:, n_cov : n_cov + self.n_interactions] = slopes[:, n_cov + 1 :]
+        self.nb_head.linear.weight[:, n_cov + self.n_interactions] = slopes[:, n_cov]
         if self.intercept:
             self.classifier.linear.bias.fill_(float(d_coef[0]))
             self.nb_head.linear.bias.copy_(nb_coef[:, 0])
@@ -344,7 +385,7 @@ class ZConfModule(BaseModuleClass):
 
     def _z_weights(self) -> torch.Tensor:
         """The NB head's coefficients of the Z columns, ``(n_vars, n_latent)`` (after X and D)."""
-        return self.nb_head.linear.weight[:, self.n_covariates + 1 :]
+        return self.nb_head.linear.weight[:, self.n_covariates + self.n_interactions + 1 :]
 
     @torch.no_grad()
     def z_log_fold_changes(self) -> torch.Tensor:
