@@ -105,6 +105,9 @@ def run_one(scenario: str, seed: int, n_obs: int | None, n_vars: int | None) -> 
     row["rmse_ratio_to_naive"] = row["rmse_zconf"] / row["rmse_naive"]
     row["rmse_ratio_to_oracle"] = row["rmse_zconf"] / row["rmse_oracle"]
     table = model.latent_selection_
+    chosen = table[table["chosen"]].iloc[0]
+    row["chosen_link_pvalue"] = float(chosen["treatment_link_pvalue"])
+    row["chosen_signature_agreement"] = float(chosen["signature_agreement"])
     row["heldout_gain_1_vs_0"] = float(table.loc["bernoulli 1", "heldout_loglik"] - table.loc["none", "heldout_loglik"])
     print(
         f"{scenario} seed {seed}: {row['latent']}, RMSE/naive {row['rmse_ratio_to_naive']:.3f}, "
@@ -173,7 +176,7 @@ def write_rows(rows: list[dict], suffix: str) -> None:
     Runs of one scenario split over processes (``--only-seeds``) are merged by passing all their rows.
     """
     columns = ["scenario", "seed", "latent", *METRICS, "rmse_zconf", "rmse_naive", "rmse_oracle"]
-    columns.append("heldout_gain_1_vs_0")
+    columns += ["heldout_gain_1_vs_0", "chosen_link_pvalue", "chosen_signature_agreement"]
     write(f"selection{suffix}", rows, columns, "Automatic n_latent per scenario and seed (defaults)")
     summary = summarise(rows, ("scenario",), METRICS)
     for row in summary:

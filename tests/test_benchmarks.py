@@ -160,3 +160,16 @@ def test_sample_null_patients_smoke(tmp_path):
     assert all(r["frac_called_max"] <= 0.05 for r in null)  # no true effect: few genes called
     assert all(r["power_mean"] > 0.2 for r in rows if r["design"] == "power")
     assert (tmp_path / "sample_null_patients_smoke.md").exists()
+
+
+@pytest.mark.slow
+def test_real_randomized_runs(tmp_path):
+    """Kang stim/ctrl with the donor balanced over the arms: the naive fit is near the donor-adjusted one."""
+    from benchmarks import real_randomized
+
+    if not (real_randomized.DATA_DIR / "kang_muscat_2donor.h5ad").exists():
+        pytest.skip("kang_muscat_2donor.h5ad is absent on this machine")
+    rows = real_randomized.main(["--data", "kang_muscat_2donor"])
+    assert [r["setting"] for r in rows] == list(real_randomized.SETTINGS)
+    assert all(r["rms_naive"] < 0.05 and r["genes"] > 1000 for r in rows)
+    assert (tmp_path / "real_randomized.md").exists()

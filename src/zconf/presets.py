@@ -15,6 +15,7 @@ NOTEBOOK: dict[str, dict] = {
         "relaxation": "straight_through",
         "intercept": False,
         "use_observed_lib_size": False,
+        "treatment_interactions": False,
         "dispersion_key": "dispersion_true",
         "y_transform": "counts",
     },

@@ -229,8 +229,8 @@ def test_treatment_interactions_give_each_level_its_own_effect(adata):
     adata = adata.copy()
     adata.obs["site"] = pd.Categorical(np.arange(adata.n_obs) % 3).rename_categories(["a", "b", "c"])
     setup(adata, categorical_covariate_keys=["site"])
-    plain = zconf.ZConf(adata, n_hidden=8, n_latent=0)
-    model = zconf.ZConf(adata, n_hidden=8, n_latent=0, treatment_interactions=True)
+    plain = zconf.ZConf(adata, n_hidden=8, n_latent=0, treatment_interactions=False)
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=0)  # on by default
     assert model.module.n_interactions == 2 and plain.module.n_interactions == 0
     assert model.module.nb_head.linear.in_features == plain.module.nb_head.linear.in_features + 2
     fit_without_latent(model, random_state=0)
@@ -252,3 +252,22 @@ def test_treatment_interactions_give_each_level_its_own_effect(adata):
     with_z.train(**FAST_TRAIN)
     assert with_z.get_latent_representation().shape == (adata.n_obs, 1)
     assert with_z.module.z_log_fold_changes().shape == (adata.n_vars, 1)
+
+
+def test_a_model_saved_before_treatment_interactions_loads_without_them(adata, tmp_path):
+    """A save whose arguments lack ``treatment_interactions`` (written before it existed) is built without the
+    D x level columns, so that its weights fit, and gives the same Z-hat as before."""
+    adata = adata.copy()
+    adata.obs["site"] = pd.Categorical(np.arange(adata.n_obs) % 3).rename_categories(["a", "b", "c"])
+    setup(adata, categorical_covariate_keys=["site"])
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1, treatment_interactions=False)
+    model.train(**FAST_TRAIN)
+    model.save(tmp_path / "model")
+    path = tmp_path / "model" / "model.pt"
+    saved = torch.load(path, weights_only=False)
+    del saved["attr_dict"]["init_params_"]["non_kwargs"]["treatment_interactions"]
+    torch.save(saved, path)
+    loaded = zconf.ZConf.load(tmp_path / "model", adata=adata)
+    assert loaded.module.n_interactions == 0 and loaded.init_params_["non_kwargs"]["treatment_interactions"] is False
+    np.testing.assert_allclose(loaded.get_latent_representation(soft=True), model.get_latent_representation(soft=True))
+    assert zconf.ZConf(adata, n_latent=1).module.n_interactions == 2  # a new model has them

@@ -1,5 +1,8 @@
 """Analyses of a fitted model as functions: arrays and :class:`~zconf.glm.RegressionData` in, tables out."""
 
+from ._confounding import LINK_ALPHA as LINK_ALPHA
+from ._confounding import MIN_SIGNATURE_AGREEMENT as MIN_SIGNATURE_AGREEMENT
+from ._confounding import TreatmentLink, balanced_columns, signature_agreement
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
@@ -22,6 +25,8 @@ from ._selection import (
 
 __all__ = [
     "PairedGain",
+    "TreatmentLink",
+    "balanced_columns",
     "apply_alignment",
     "benjamini_hochberg",
     "candidate_label",
@@ -30,6 +35,7 @@ __all__ = [
     "complexity",
     "pseudobulk_effects",
     "selection_table",
+    "signature_agreement",
     "state_overlap",
     "stops_early",
     "worth_fitting",

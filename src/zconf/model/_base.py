@@ -15,6 +15,15 @@ class ZconfModelMixin:
     #: without them (each is also an attribute of the module, of the same name). scvi-tools re-creates a loaded
     #: model from its saved arguments, so a new argument would otherwise take its new default.
     _saved_before_defaults: dict = {}
+    #: like ``_saved_before_defaults``, for arguments that change the module's parameters: applied while the
+    #: saved model is built (:meth:`saved_default`), so that its weights fit
+    _saved_before_shapes: dict = {}
+    _building_saved: dict = {}
+
+    @classmethod
+    def saved_default(cls, name: str, value):
+        """``value``, or the value a model saved before argument ``name`` existed was trained with, while loading it."""
+        return cls._building_saved.get(name, value)
 
     def save(
         self,
@@ -71,9 +80,16 @@ class ZconfModelMixin:
         if registry.get("model_name") != cls.__name__:
             msg = f"{dir_path} holds a {registry.get('model_name')!r} model, not a {cls.__name__} model."
             raise ValueError(msg)
-        model = super().load(dir_path, adata=adata, **kwargs)
         saved_arguments = saved.get("init_params_", {}).get("non_kwargs", {})
-        for name, value in cls._saved_before_defaults.items():
+        # arguments that shape the module must be right when scvi-tools builds it, before the weights load
+        cls._building_saved = {
+            name: value for name, value in cls._saved_before_shapes.items() if name not in saved_arguments
+        }
+        try:
+            model = super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            cls._building_saved = {}
+        for name, value in {**cls._saved_before_defaults, **cls._saved_before_shapes}.items():
             if name not in saved_arguments:  # a model saved before the argument existed: as it was trained
                 model.init_params_["non_kwargs"][name] = value
                 getattr(model, "_module_kwargs", {})[name] = value

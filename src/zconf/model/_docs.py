@@ -65,12 +65,16 @@ compositional_latent
 treatment_interactions
     Whether the NB head also has a D x level column for each level beyond the first of every categorical
     covariate, so that the treatment's effect may differ between cell types (all candidates of
-    ``n_latent="auto"`` get them; the classifier and :meth:`treatment_effects`' design are unchanged). Off by
-    default. Without them a latent state can stand in for a cell-type-specific response: on Kang stim/ctrl
-    PBMCs (cell type as X, donor balanced over the arms) the default choice kept Bernoulli 2 and its
-    adjusted log2 fold changes lay 0.108 (RMS) from the donor-adjusted fit against 0.021 for the naive fit;
-    with the interactions Bernoulli 1 was kept and they lay 0.058 from it: less harm, not none, so the option
-    is not the default (measured 2026-12-05, one seed).""",
+    ``n_latent="auto"`` get them; the classifier and :meth:`treatment_effects`' design are unchanged: the
+    effect reported stays the one D coefficient). On by default (off in the notebook preset; models saved
+    before the option load with it off). Without them a latent state stands in for a cell-type-specific
+    response, is linked to the treatment because only treated cells respond, and adjusting for it biases the
+    effects: on Kang stim/ctrl PBMCs (cell type as X, the donor balanced over the arms, so the naive fit is
+    right) the default choice moved the adjusted log2 fold changes 8.0x (``kang_distinct_3donor``) and 5.4x
+    (``kang_muscat_2donor``) the naive fit's distance from the donor-adjusted fit; with the interactions the
+    states found are not linked to the treatment on the first (no Z is chosen, effects equal to the naive
+    ones) and 2.8x on the second (``benchmarks/results/real_randomized.md``). Continuous covariates get no
+    interaction columns.""",
     # the trained ZConf that the examples of its analysis methods start from
     "example_trained_zconf": """\
 >>> import zconf

@@ -48,6 +48,31 @@ class AnalysisMethods:
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         return _outputs.collect_marginal_log_likelihood(self.module, loader)
 
+    def get_confounding_gain(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """What the link between Z and the treatment adds to each cell's log p(D, Y | X), in nats.
+
+        A confounder drives both who is treated and what the genes do. A hidden state that explains the counts
+        but is not linked to the treatment (given X) is no confounder: adjusting for it cannot remove bias, and
+        its Z-hat, inferred from counts that the treatment also moves, can add some. This is the model's
+        likelihood minus that of the same model with Z independent of D given X
+        (:meth:`zconf.module.ZConfModule.confounding_gain`): 0 when the classifier does not use Z. Averaged over
+        cells a model was not trained on, it is the held-out evidence for confounding that ``n_latent="auto"``
+        requires of a candidate (the ``confounding_gain`` columns of ``latent_selection_``).
+
+        Returns
+        -------
+        Array of shape ``(n_obs,)``, in input order (zeros for the model without Z).
+        """
+        self._check_trained()
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        return _outputs.collect_marginal_log_likelihood(self.module, loader, "confounding_gain")
+
     @fill_doc
     def get_design(
         self, adata: AnnData | None = None, reference_coding: bool | None = None

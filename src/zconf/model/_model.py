@@ -64,6 +64,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     _data_splitter_cls = InMemoryDataSplitter  # minibatches sliced in memory (zconf.dataloaders: why)
     _data_loader_cls = staticmethod(make_data_loader)
     _saved_before_defaults = {"use_observed_lib_size": False, "compositional_latent": False}  # (ZconfModelMixin)
+    _saved_before_shapes = {"treatment_interactions": False}
 
     def __init__(
         self,
@@ -77,13 +78,14 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         intercept: bool = True,
         use_observed_lib_size: bool = True,
         compositional_latent: bool = True,
-        treatment_interactions: bool = False,
+        treatment_interactions: bool = True,
         dispersion_key: str | None = None,
         y_transform: Literal["log1p", "counts", "log1p_normalized"] = "log1p",
         generator_inputs: Sequence[str] = GENERATOR_INPUTS,
         **kwargs,
     ):
         super().__init__(adata)
+        treatment_interactions = self.saved_default("treatment_interactions", treatment_interactions)
         validated = None if dispersion_key is None else _validation.validate_dispersion(self.adata, dispersion_key)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         self._module_kwargs = {

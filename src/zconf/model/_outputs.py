@@ -39,10 +39,15 @@ def collect_predictions(module, loader: Iterable, keys: Sequence[str] | None = N
 
 
 @torch.inference_mode()
-def collect_marginal_log_likelihood(module, loader: Iterable) -> np.ndarray:
-    """The exact per-cell log p(D, Y | X) of every cell of ``loader`` (:meth:`ZConfModule.marginal_log_likelihood`)."""
+def collect_marginal_log_likelihood(module, loader: Iterable, quantity: str = "marginal_log_likelihood") -> np.ndarray:
+    """A per-cell likelihood of every cell of ``loader``: the module's method ``quantity``.
+
+    ``"marginal_log_likelihood"``: the exact log p(D, Y | X) (:meth:`ZConfModule.marginal_log_likelihood`);
+    ``"confounding_gain"``: what Z's link to the treatment adds to it (:meth:`ZConfModule.confounding_gain`).
+    """
     module.eval()
-    return torch.cat([module.marginal_log_likelihood(tensors).cpu() for tensors in loader]).numpy().astype(float)
+    per_cell = getattr(module, quantity)
+    return torch.cat([per_cell(tensors).cpu() for tensors in loader]).numpy().astype(float)
 
 
 @torch.inference_mode()

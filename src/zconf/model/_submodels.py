@@ -14,13 +14,17 @@ from scvi.data._utils import _assign_adata_uuid
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from zconf.analysis import (
+    MIN_SIGNATURE_AGREEMENT,
     MIN_STATE_SHARE,
     NO_LATENT,
+    TreatmentLink,
     apply_alignment,
+    balanced_columns,
     candidate_label,
     choose_smallest_supported,
     column_alignment,
     selection_table,
+    signature_agreement,
     stops_early,
     stratified_folds,
     worth_fitting,
@@ -163,16 +167,16 @@ def candidates_to_try(distribution: str | None, max_latent: int, max_levels: int
     return [NO_LATENT, *bernoulli, *categorical]
 
 
-def _score_candidate(
-    model, candidate, train_cells, held_out_cells, train_call, epochs
-) -> tuple[np.ndarray, dict, dict]:
+def _score_candidate(model, candidate, train_cells, held_out_cells, train_call, epochs) -> tuple:
     """Train one candidate on the training cells.
 
     The model without Z is fitted exactly (:func:`zconf.model._training.fit_without_latent`) up to
     :data:`~zconf.model._training.EXACT_NULL_MAX_CELLS` training cells.
 
-    Returns its held-out log-likelihoods, the overlap of its states and its trained module's state (on the CPU),
-    which starts the final fit when the candidate is chosen.
+    Returns its held-out log-likelihoods, its table columns (the overlap of its states and the test of their
+    link to the treatment, :class:`zconf.analysis.TreatmentLink`, on all cells), its soft Z-hat of the training
+    cells (for :func:`_agrees_in_both_arms`) and its trained module's state (on the CPU), which starts the final
+    fit when the candidate is chosen.
     """
     distribution, n_latent = candidate
     overrides = {"n_latent": n_latent, "latent_distribution": "bernoulli" if n_latent == 0 else distribution}
@@ -186,14 +190,49 @@ def _score_candidate(
     scores = sub_model.get_marginal_log_likelihood(held_out_cells)
     overlap = sub_model.state_overlap(held_out_cells)
     judged = overlap[overlap["share"] >= MIN_STATE_SHARE]["treated_share"]
+    gain = np.concatenate([sub_model.get_confounding_gain(), sub_model.get_confounding_gain(held_out_cells)])
+    link = TreatmentLink.of(gain, sub_model.module.latent.design_columns(np.zeros((1, n_latent))).shape[1])
     extra = {
         "treated_share_min": float(judged.min()) if len(judged) else np.nan,
         "treated_share_max": float(judged.max()) if len(judged) else np.nan,
         "overlap": bool(overlap["overlap"].all()),
+        "treatment_link_per_cell": link.gain_per_cell,
+        "treatment_link_pvalue": link.pvalue,
+        "signature_agreement": np.nan,
+        "confounder": n_latent == 0 or (bool(overlap["overlap"].all()) and link.linked),
     }
+    z_train = sub_model.get_latent_representation(soft=True)
     state = {key: value.detach().cpu().clone() for key, value in sub_model.module.state_dict().items()}
     forget_model(sub_model, held_out_cells)
-    return scores, extra, state
+    return scores, extra, z_train, state
+
+
+def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:
+    """:func:`zconf.analysis.signature_agreement` of a candidate's Z-hat on its training cells."""
+    data = model.regression_data()
+    treatment = data.treatment[train_cells]
+    columns = balanced_columns(z_train, treatment, categorical=candidate[0] == "categorical")
+    offset = None if data.offset is None else data.offset[train_cells]
+    return signature_agreement(data.counts[train_cells], data.covariates[train_cells], treatment, columns, offset)
+
+
+def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray, z_train: dict):
+    """The simplest candidate that no more complex confounder beats (:func:`zconf.analysis.choose_smallest_supported`).
+
+    Eligible are candidates whose states overlap and are linked to the treatment (``extra[c]["confounder"]``);
+    the chosen one must also have the same signature in both arms (:func:`_agrees_in_both_arms`, fitted for
+    the chosen candidate only: it costs two per-gene GLMs), else it is excluded and the choice is made again.
+    """
+    while True:
+        eligible = [c for c in scores if extra[c]["confounder"]]
+        chosen = choose_smallest_supported(scores, eligible)
+        if chosen == NO_LATENT:
+            return chosen
+        agreement = _agrees_in_both_arms(model, chosen, train_cells, z_train[chosen])
+        extra[chosen]["signature_agreement"] = agreement
+        if agreement >= MIN_SIGNATURE_AGREEMENT:
+            return chosen
+        extra[chosen]["confounder"] = False
 
 
 def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, dict]:
@@ -204,9 +243,11 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     the first candidate that brings no clear gain over the one before (:func:`zconf.analysis.stops_early`), and
     the categorical family is searched only when Bernoulli 2 clearly beat Bernoulli 1
     (:func:`zconf.analysis.worth_fitting`).
-    Candidates with a state of poor overlap (treated share outside [0.05, 0.95] on the held-out cells: a state
-    the treatment creates, a mediator, rather than a confounder) are not chosen, and the simplest candidate that
-    no more complex eligible one clearly beats is (:func:`zconf.analysis.choose_smallest_supported`).
+    Only confounders are chosen (:mod:`zconf.analysis._confounding`): candidates whose states overlap (treated
+    share within [0.05, 0.95] on the held-out cells: a state the treatment creates is a mediator), are linked to
+    the treatment (:class:`zconf.analysis.TreatmentLink`) and shift the same genes in both arms
+    (:func:`zconf.analysis.signature_agreement`); of these, the simplest that no more complex one clearly beats
+    (:func:`_choose_confounder`).
 
     Returns
     -------
@@ -219,14 +260,14 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     train_cells, held_out = next(splitter.split(np.zeros(len(treatment)), treatment))
     train_cells, held_out_cells = np.sort(train_cells), cell_copy(model.adata, np.sort(held_out))
     epochs = _candidate_epochs(train_call.get("max_epochs"), len(train_cells), train_call.get("batch_size"))
-    scores, seconds, extra, states, stopped = {}, {}, {}, {}, set()
+    scores, seconds, extra, z_train, states, stopped = {}, {}, {}, {}, {}, set()
     for candidate in candidates:
         if not worth_fitting(scores, candidate):
             stopped.add(candidate[0])  # the family's larger candidates are not searched either
         if candidate[0] in stopped:
             continue
         start = time.perf_counter()
-        scores[candidate], extra[candidate], states[candidate] = _score_candidate(
+        scores[candidate], extra[candidate], z_train[candidate], states[candidate] = _score_candidate(
             model, candidate, train_cells, held_out_cells, train_call, epochs
         )
         seconds[candidate] = time.perf_counter() - start
@@ -235,8 +276,15 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
         )
         if candidate != NO_LATENT and stops_early(scores, candidate):
             stopped.add(candidate[0])
-    eligible = [c for c in scores if c == NO_LATENT or extra[c]["overlap"]]
-    chosen = choose_smallest_supported(scores, eligible)
+    chosen = _choose_confounder(model, scores, extra, train_cells, z_train)
+    best_fit = choose_smallest_supported(scores)
+    if best_fit != chosen:
+        logger.info(
+            "The counts support %s, but its states are not confounders (see the columns overlap, "
+            "treatment_link_pvalue and signature_agreement of latent_selection_); %s is chosen.",
+            candidate_label(best_fit),
+            candidate_label(chosen),
+        )
     return chosen, selection_table(scores, chosen, seconds, extra), states[chosen]
 
 

@@ -412,13 +412,8 @@ class ZConfModule(BaseModuleClass):
         self.baselines_fitted.fill_(True)
 
     # ------------------------------------------------------------------ marginal likelihood
-    @torch.inference_mode()
-    def marginal_log_likelihood(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Exact log p(D, Y | X) = log Σ_z p(z) p(D | X, z) p(Y | X, D, z) per cell, in nats.
-
-        The sum runs over every state of Z under the learned prior; the generator plays no part, so a Z-hat
-        that copies D cannot raise it. Returns ``(n_obs_minibatch,)``.
-        """
+    def _state_log_terms(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The log-prior ``(n_states,)``, log p(D | X, z) and log p(Y | X, D, z) ``(n_obs, n_states)`` per state."""
         d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
         placeholder = {MODULE_KEYS.Z_KEY: d.new_zeros(d.shape[0], self.n_latent)}
         generative_inputs = self._get_generative_input(tensors, placeholder)
@@ -428,7 +423,38 @@ class ZConfModule(BaseModuleClass):
         log_mean = outputs[MODULE_KEYS.LOG_MEAN_KEY]
         log_y = nb_state_log_likelihoods(y, log_mean, self.nb_head.clamped_log_theta())
         log_prior = self.latent.prior_log_probs(self.z_prior_logit, self.states)  # (n_states,)
+        return log_prior, log_d, log_y
+
+    @torch.inference_mode()
+    def marginal_log_likelihood(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Exact log p(D, Y | X) = log Σ_z p(z) p(D | X, z) p(Y | X, D, z) per cell, in nats.
+
+        The sum runs over every state of Z under the learned prior; the generator plays no part, so a Z-hat
+        that copies D cannot raise it. Returns ``(n_obs_minibatch,)``.
+        """
+        log_prior, log_d, log_y = self._state_log_terms(tensors)
         return torch.logsumexp(log_prior + log_d + log_y, dim=-1)
+
+    @torch.inference_mode()
+    def confounding_gain(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What Z's link to the treatment adds to log p(D, Y | X), per cell, in nats: ``(n_obs_minibatch,)``.
+
+        The model's likelihood against the same model with Z made independent of D given X:
+        log p(D | X) + log Σ_z p(z) p(Y | X, D, z), where p(D | X) = Σ_z p(z) p(D | X, z) is the model's own
+        propensity with Z averaged out. The difference is
+
+            log Σ_z p(z | X, D) p(Y | X, D, z) − log Σ_z p(z) p(Y | X, D, z),
+
+        that is, how much better the states' shares in the cell's own arm (p(z | X, D), from the classifier)
+        explain its counts than their shares over both arms. It is exactly 0 when the classifier does not use Z,
+        and its mean over held-out cells estimates the information that the states carry about who was treated:
+        a state not linked to the treatment is not a confounder, however much of the counts it explains.
+        """
+        # in double precision: the gain is a small difference of log-likelihoods of hundreds of nats
+        log_prior, log_d, log_y = (term.double() for term in self._state_log_terms(tensors))
+        joint = torch.logsumexp(log_prior + log_d + log_y, dim=-1)
+        independent = torch.logsumexp(log_prior + log_d, dim=-1) + torch.logsumexp(log_prior + log_y, dim=-1)
+        return joint - independent
 
     # ------------------------------------------------------------------ loss
     def loss(

@@ -1,0 +1,104 @@
+"""Is a hidden state a confounder: its link to the treatment and its signature in both arms."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import zconf
+from tests.conftest import FAST_TRAIN, setup
+from zconf.analysis import TreatmentLink, balanced_columns, signature_agreement
+from zconf.model import _submodels
+
+
+def test_confounding_gain_is_the_likelihood_of_the_link_and_zero_without_one(adata):
+    """The per-cell gain equals log p(D, Y | X) minus the same with Z independent of D, and vanishes when the
+    classifier does not use Z."""
+    model = zconf.ZConf(setup(adata), n_hidden=8, n_latent=2)
+    model.train(**FAST_TRAIN)
+    gain = model.get_confounding_gain()
+    assert gain.shape == (adata.n_obs,)
+    module = model.module
+    module.eval()
+    tensors = next(iter(model._make_data_loader(adata=adata, batch_size=adata.n_obs, shuffle=False)))
+    with torch.no_grad():
+        log_prior, log_d, log_y = (t.double() for t in module._state_log_terms(tensors))
+    p_d = torch.logsumexp(log_prior + log_d, -1)  # the model's propensity with Z averaged out
+    expected = torch.logsumexp(log_prior + log_d + log_y, -1) - p_d - torch.logsumexp(log_prior + log_y, -1)
+    np.testing.assert_allclose(gain, expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        model.get_marginal_log_likelihood() - gain, (p_d + torch.logsumexp(log_prior + log_y, -1)).numpy(), atol=1e-3
+    )
+    with torch.no_grad():
+        module.classifier.linear.weight[:, -module.n_latent :] = 0.0
+    np.testing.assert_allclose(model.get_confounding_gain(), 0.0, atol=1e-4)
+    assert not TreatmentLink.of(model.get_confounding_gain(), 2).linked
+
+
+def test_treatment_link_is_a_likelihood_ratio_test():
+    link = TreatmentLink.of(np.full(500, 0.01), 1)  # statistic 10 on 1 degree of freedom
+    assert link.statistic == pytest.approx(10.0) and link.pvalue == pytest.approx(0.001565, rel=1e-3)
+    assert link.linked and not TreatmentLink.of(np.full(500, 0.003), 1).linked
+    assert TreatmentLink.of(np.zeros(10), 0).pvalue == 1.0
+
+
+def _counts(rng, treatment, z, shift_control, shift_treated):
+    """NB-like counts: Z shifts genes by ``shift_control`` in the control arm and ``shift_treated`` in the treated."""
+    shift = np.where(treatment[:, None] == 1, shift_treated, shift_control)
+    mean = np.exp(1.0 + 0.5 * treatment[:, None] + z[:, None] * shift)
+    return rng.poisson(rng.gamma(5.0, mean / 5.0))
+
+
+def test_signature_agreement_tells_a_factor_before_treatment_from_a_response_pattern():
+    rng = np.random.default_rng(0)
+    n, genes = 3000, 120
+    treatment = rng.integers(0, 2, n).astype(float)
+    z = rng.binomial(1, 0.3 + 0.4 * treatment).astype(float)  # a confounder: linked to the treatment
+    signature = rng.normal(0, 0.8, genes)
+    covariates = np.zeros((n, 0))
+    same = signature_agreement(_counts(rng, treatment, z, signature, signature), covariates, treatment, z[:, None])
+    other = rng.normal(0, 0.8, genes)  # another set of genes in each arm: not one factor
+    differ = signature_agreement(_counts(rng, treatment, z, signature, other), covariates, treatment, z[:, None])
+    assert same > 0.9 and abs(differ) < 0.3
+    assert differ < zconf.analysis.MIN_SIGNATURE_AGREEMENT < same
+
+
+def test_balanced_columns_drop_the_level_best_present_in_both_arms():
+    treatment = np.array([0, 0, 0, 1, 1, 1])
+    levels = np.eye(3)[[0, 1, 1, 2, 1, 2]]  # level 1 is in both arms; 0 only in control, 2 only treated
+    np.testing.assert_array_equal(balanced_columns(levels, treatment, categorical=True), levels[:, [0, 2]])
+    np.testing.assert_array_equal(balanced_columns(levels[:, :2], treatment, categorical=False), levels[:, :2])
+
+
+def test_only_confounders_are_chosen(monkeypatch):
+    """A candidate that the counts support is passed over when it is not linked to the treatment, or when its
+    signature differs between the arms; the next simpler confounder is chosen."""
+    base = np.linspace(-300, -299, 400)
+    scores = {("none", 0): base, ("bernoulli", 1): base + 2.0, ("bernoulli", 2): base + 4.0}
+    extra = {c: {"confounder": True, "signature_agreement": np.nan} for c in scores}
+    agreement = {("bernoulli", 1): 0.9, ("bernoulli", 2): 0.05}
+    monkeypatch.setattr(_submodels, "_agrees_in_both_arms", lambda model, c, cells, z: agreement[c])
+    chosen = _submodels._choose_confounder(
+        None, scores, {c: dict(v) for c, v in extra.items()}, None, dict.fromkeys(scores)
+    )
+    assert chosen == ("bernoulli", 1)  # Bernoulli 2 fits best but shifts other genes in each arm
+    extra[("bernoulli", 1)]["confounder"] = False  # not linked to the treatment
+    agreement[("bernoulli", 2)] = 0.9
+    assert _submodels._choose_confounder(
+        None, scores, {c: dict(v) for c, v in extra.items()}, None, dict.fromkeys(scores)
+    ) == (
+        "bernoulli",
+        2,
+    )
+    extra[("bernoulli", 2)]["confounder"] = False
+    assert _submodels._choose_confounder(None, scores, extra, None, dict.fromkeys(scores)) == ("none", 0)
+
+
+def test_selection_table_reports_why(adata):
+    model = zconf.ZConf(setup(adata), n_hidden=8, max_latent=1, max_levels=2)
+    model.train(max_epochs=4, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+    table = model.latent_selection_
+    for column in ("treatment_link_per_cell", "treatment_link_pvalue", "signature_agreement", "confounder"):
+        assert column in table.columns
+    assert table.loc["none", "treatment_link_pvalue"] == 1.0 and bool(table.loc["none", "confounder"])
+    assert isinstance(table, pd.DataFrame) and table["chosen"].sum() == 1
