@@ -65,7 +65,12 @@ def choose_smallest_supported(scores: dict, eligible=None):
     simplest, the choice moves to a more complex candidate only when that candidate's paired gain over the
     current choice is clear (:attr:`PairedGain.clear`), so extra parameters must earn their place on cells they
     were not trained on. Candidates not in ``eligible`` (default: all) are never chosen: the caller excludes
-    those whose states violate overlap (:func:`state_overlap`). The simplest candidate is always eligible.
+    those whose states are no confounders (:func:`state_overlap`, :mod:`zconf.analysis._confounding`). They
+    stay the reference that a more complex candidate must beat: when Bernoulli 1 found a state not linked to
+    the treatment, Bernoulli 2 is chosen only if its second factor clearly adds to that state, not merely
+    because the two together beat the model without Z (measured on the ``weak`` scenario, seed 2: Bernoulli 2
+    then gained 0.03 nats per held-out cell over the unlinked Bernoulli 1, SE 0.04, and adjusting for it gave
+    1.04x the naive RMSE). The simplest candidate is always eligible.
 
     Examples
     --------
@@ -77,14 +82,16 @@ def choose_smallest_supported(scores: dict, eligible=None):
     1
     >>> choose_smallest_supported({0: base, 1: base + 3.0 + rng.normal(0, 0.5, 500)}, eligible=[0])
     0
+    >>> choose_smallest_supported({0: base, 1: base + 3.0, 2: base + 3.01 + rng.normal(0, 0.5, 500)}, eligible=[0, 2])
+    0
     """
     candidates = sorted(scores, key=complexity)
-    chosen = candidates[0]
+    chosen = reference = candidates[0]
     for candidate in candidates[1:]:
-        if eligible is not None and candidate not in eligible:
-            continue
-        if PairedGain.of(scores[candidate], scores[chosen]).clear:
-            chosen = candidate
+        if PairedGain.of(scores[candidate], scores[reference]).clear:
+            reference = candidate
+            if eligible is None or candidate in eligible:
+                chosen = candidate
     return chosen
 
 
