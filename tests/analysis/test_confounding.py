@@ -38,7 +38,7 @@ def test_confounding_gain_is_the_likelihood_of_the_link_and_zero_without_one(ada
 def test_treatment_link_is_a_likelihood_ratio_test():
     link = TreatmentLink.of(np.full(500, 0.01), 1)  # statistic 10 on 1 degree of freedom
     assert link.statistic == pytest.approx(10.0) and link.pvalue == pytest.approx(0.001565, rel=1e-3)
-    assert link.linked and not TreatmentLink.of(np.full(500, 0.003), 1).linked
+    assert link.linked and not TreatmentLink.of(np.full(500, 0.002), 1).linked
     assert TreatmentLink.of(np.zeros(10), 0).pvalue == 1.0
 
 

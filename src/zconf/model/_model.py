@@ -44,8 +44,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         Hidden units of the generator.
     {param_zconf_latent}
     dispersion_key
-        ``adata.var`` column with known NB dispersions α (Var = μ + α μ²), as in the notebook. ``None``
-        (default) learns one dispersion per gene.
+        ``adata.var`` column of known NB dispersions α (Var = μ + α μ²); ``None``: one learned per gene.
     y_transform
         How counts enter the generator: ``"log1p"`` (default), ``"counts"`` (raw, as in the notebook) or
         ``"log1p_normalized"``.
@@ -85,7 +84,6 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         **kwargs,
     ):
         super().__init__(adata)
-        treatment_interactions = self.saved_default("treatment_interactions", treatment_interactions)
         validated = None if dispersion_key is None else _validation.validate_dispersion(self.adata, dispersion_key)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         self._module_kwargs = {
@@ -101,7 +99,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             "use_size_factor": REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             "use_observed_lib_size": use_observed_lib_size,
             "compositional_latent": compositional_latent,
-            "treatment_interactions": treatment_interactions,
+            "treatment_interactions": self.saved_default("treatment_interactions", treatment_interactions),
             **kwargs,
         }
         _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
