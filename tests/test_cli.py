@@ -139,3 +139,13 @@ def test_fit_with_sample_key_writes_sample_aware_effects(tmp_path):
     table = pd.read_csv(tmp_path / "e.csv", index_col=0)
     assert (table["n_samples_treated"] == 4).all() and (table["n_samples_control"] == 4).all()
     assert (table["df"] > 0).all()
+
+
+def test_the_summary_says_why_a_candidate_is_no_confounder():
+    from zconf.cli import _why_not_chosen
+
+    row = {"confounder": False, "overlap": True, "treatment_link_pvalue": 0.4, "signature_agreement": float("nan")}
+    assert "not linked to the treatment, p = 0.40" in _why_not_chosen(row)
+    assert "agreement 0.05" in _why_not_chosen({**row, "treatment_link_pvalue": 0.001, "signature_agreement": 0.05})
+    assert "one arm only" in _why_not_chosen({**row, "overlap": False})
+    assert _why_not_chosen({**row, "confounder": True}) == ""

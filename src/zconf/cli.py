@@ -16,6 +16,7 @@ from anndata import AnnData
 from lightning.pytorch import Callback
 
 from ._constants import HISTORY_KEYS
+from .analysis import LINK_ALPHA
 from .data import PRESETS
 
 logger = logging.getLogger("zconf")
@@ -327,12 +328,23 @@ def _write_outputs(model, adata, table, summary: dict, treatment_key: str, targe
             _publish(source, target)
 
 
+def _why_not_chosen(row: dict) -> str:
+    """Why a candidate's states are no confounders (``latent_selection_``), or nothing when they may be."""
+    if row.get("confounder", True):
+        return ""
+    if not row["overlap"]:
+        return "  (a state of one arm only: not a confounder)"
+    if row.get("treatment_link_pvalue", 0.0) >= LINK_ALPHA:
+        return f"  (not linked to the treatment, p = {row['treatment_link_pvalue']:.2f}: not a confounder)"
+    return f"  (signature differs between the arms, agreement {row['signature_agreement']:.2f}: not a confounder)"
+
+
 def _print_summary(summary: dict) -> None:
     print(f"Trained on {summary['n_obs']} cells x {summary['n_vars']} genes in {summary['train_seconds']:.1f} s.")
     if "latent_selection" in summary:
         print("Held-out log-likelihood per cell of each candidate latent, and the treated share of its states:")
         for row in summary["latent_selection"]:
-            mark = "  <- chosen" if row["chosen"] else ("  (no overlap: not eligible)" if not row["overlap"] else "")
+            mark = "  <- chosen" if row["chosen"] else _why_not_chosen(row)
             shares = f"P(D | state) {row['treated_share_min']:.2f}-{row['treated_share_max']:.2f}"
             loglik = f"{row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f})"
             print(f"  {row['candidate']:<14} {loglik}, {shares}{mark}")
