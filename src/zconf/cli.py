@@ -349,7 +349,11 @@ def _print_summary(summary: dict) -> None:
             loglik = f"{row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f})"
             print(f"  {row['candidate']:<14} {loglik}, {shares}{mark}")
     if summary["n_latent"] == 0:
-        print("No confounder supported by the data (n_latent=0): the effects are unadjusted.")
+        rejected = [row for row in summary.get("latent_selection", []) if not row.get("confounder", True)]
+        if any(row["gain_vs_chosen"] > 2 * row["gain_vs_chosen_se"] for row in rejected):
+            print("The counts hold hidden states, but no confounder (above): the effects are unadjusted.")
+        else:
+            print("No confounder supported by the data (n_latent=0): the effects are unadjusted.")
     if summary["latent_distribution"] == "categorical":
         print(f"One confounder with {summary['n_latent']} levels (obs['zconf_level']).")
     if summary["n_latent"] > 0:
