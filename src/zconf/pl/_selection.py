@@ -21,7 +21,9 @@ def latent_selection(
 
     Each point is a candidate of ``ZConf(adata, n_latent="auto")``: its mean held-out exact marginal
     log-likelihood minus the chosen candidate's, with ±2 standard errors of the paired per-cell difference
-    (the bar a larger candidate must clear). The chosen candidate is the filled marker at 0.
+    (the bar a larger candidate must clear). The chosen candidate is the filled marker at 0; crosses mark
+    candidates whose states are no confounders (the columns ``overlap``, ``treatment_link_pvalue`` and
+    ``signature_agreement`` of ``latent_selection_`` say why), which are never chosen.
 
     Parameters
     ----------
@@ -45,14 +47,17 @@ def latent_selection(
     x = np.arange(len(table))
     gain, se = table["gain_vs_chosen"].to_numpy(), table["gain_vs_chosen_se"].to_numpy()
     chosen = table["chosen"].to_numpy(dtype=bool)
-    # candidates whose states violate overlap (a mediator-like state) are never chosen: drawn as crosses
-    no_overlap = ~table["overlap"].to_numpy(dtype=bool) if "overlap" in table else np.zeros(len(table), bool)
+    # candidates whose states are no confounders (one arm only, not linked to the treatment, or another signature
+    # in each arm) are never chosen: drawn as crosses (tables of older models hold the overlap column only)
+    column = "confounder" if "confounder" in table else "overlap"
+    no_overlap = ~table[column].to_numpy(dtype=bool) if column in table else np.zeros(len(table), bool)
     ax.axhline(0.0, color="0.6", linestyle="--", linewidth=1)
     ax.errorbar(x, gain, yerr=2 * se, fmt="none", ecolor="C0", capsize=4)
     plain = ~chosen & ~no_overlap
-    ax.plot(x[plain], gain[plain], "o", mfc="white", mec="C0", ms=8, label="candidate")
+    if plain.any():
+        ax.plot(x[plain], gain[plain], "o", mfc="white", mec="C0", ms=8, label="candidate")
     if no_overlap.any():
-        ax.plot(x[no_overlap], gain[no_overlap], "x", color="C1", ms=9, mew=2, label="no overlap (not eligible)")
+        ax.plot(x[no_overlap], gain[no_overlap], "x", color="C1", ms=9, mew=2, label="not a confounder")
     ax.plot(x[chosen], gain[chosen], "o", color="C3", ms=9, label=f"chosen: {labels[chosen][0]}")
     ax.set_xticks(x, [str(label).replace(" ", "\n", 1) for label in labels], fontsize=9)
     ax.set_xlabel("candidate latent (family and size)")
