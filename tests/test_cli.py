@@ -144,8 +144,13 @@ def test_fit_with_sample_key_writes_sample_aware_effects(tmp_path):
 def test_the_summary_says_why_a_candidate_is_no_confounder():
     from zconf.cli import _why_not_chosen
 
-    row = {"confounder": False, "overlap": True, "treatment_link_pvalue": 0.4, "signature_agreement": float("nan")}
-    assert "not linked to the treatment, p = 0.40" in _why_not_chosen(row)
-    assert "agreement 0.05" in _why_not_chosen({**row, "treatment_link_pvalue": 0.001, "signature_agreement": 0.05})
-    assert "one arm only" in _why_not_chosen({**row, "overlap": False})
-    assert _why_not_chosen({**row, "confounder": True}) == ""
+    row = {
+        "eligible": False,
+        "role": "imbalanced, not linked",
+        "treatment_link_pvalue": 0.4,
+        "signature_agreement": 0.9,
+    }
+    assert "not linked to the treatment (p = 0.40) yet imbalanced" in _why_not_chosen(row)
+    assert "agreement 0.05" in _why_not_chosen({**row, "role": "signature differs", "signature_agreement": 0.05})
+    assert "one arm only" in _why_not_chosen({**row, "role": "one arm only"})
+    assert _why_not_chosen({**row, "eligible": True}) == ""

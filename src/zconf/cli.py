@@ -16,7 +16,6 @@ from anndata import AnnData
 from lightning.pytorch import Callback
 
 from ._constants import HISTORY_KEYS
-from .analysis import LINK_ALPHA
 from .data import PRESETS
 
 logger = logging.getLogger("zconf")
@@ -329,14 +328,16 @@ def _write_outputs(model, adata, table, summary: dict, treatment_key: str, targe
 
 
 def _why_not_chosen(row: dict) -> str:
-    """Why a candidate's states are no confounders (``latent_selection_``), or nothing when they may be."""
-    if row.get("confounder", True):
+    """Why a candidate's states may not be adjusted for (``latent_selection_``'s ``role``), or nothing."""
+    if row.get("eligible", True):
         return ""
-    if not row["overlap"]:
-        return "  (a state of one arm only: not a confounder)"
-    if row.get("treatment_link_pvalue", 0.0) >= LINK_ALPHA:
-        return f"  (not linked to the treatment, p = {row['treatment_link_pvalue']:.2f}: not a confounder)"
-    return f"  (signature differs between the arms, agreement {row['signature_agreement']:.2f}: not a confounder)"
+    reasons = {
+        "one arm only": "a state of one arm only",
+        "imbalanced, not linked": f"not linked to the treatment (p = {row.get('treatment_link_pvalue', 1.0):.2f}) "
+        "yet imbalanced between the arms",
+        "signature differs": f"signature differs between the arms (agreement {row.get('signature_agreement'):.2f})",
+    }
+    return f"  ({reasons.get(row.get('role'), row.get('role'))}: not a confounder)"
 
 
 def _print_summary(summary: dict) -> None:
@@ -349,7 +350,7 @@ def _print_summary(summary: dict) -> None:
             loglik = f"{row['heldout_loglik']:.3f} (SE {row['heldout_loglik_se']:.3f})"
             print(f"  {row['candidate']:<14} {loglik}, {shares}{mark}")
     if summary["n_latent"] == 0:
-        rejected = [row for row in summary.get("latent_selection", []) if not row.get("confounder", True)]
+        rejected = [row for row in summary.get("latent_selection", []) if not row.get("eligible", True)]
         if any(row["gain_vs_chosen"] > 2 * row["gain_vs_chosen_se"] for row in rejected):
             print("The counts hold hidden states, but no confounder (above): the effects are unadjusted.")
         else:

@@ -75,14 +75,14 @@ def test_only_confounders_are_chosen(monkeypatch):
     signature differs between the arms; the next simpler confounder is chosen."""
     base = np.linspace(-300, -299, 400)
     scores = {("none", 0): base, ("bernoulli", 1): base + 2.0, ("bernoulli", 2): base + 4.0}
-    extra = {c: {"confounder": True, "signature_agreement": np.nan} for c in scores}
+    extra = {c: {"eligible": True, "signature_agreement": np.nan} for c in scores}
     agreement = {("bernoulli", 1): 0.9, ("bernoulli", 2): 0.05}
     monkeypatch.setattr(_submodels, "_agrees_in_both_arms", lambda model, c, cells, z: agreement[c])
     chosen = _submodels._choose_confounder(
         None, scores, {c: dict(v) for c, v in extra.items()}, None, dict.fromkeys(scores)
     )
     assert chosen == ("bernoulli", 1)  # Bernoulli 2 fits best but shifts other genes in each arm
-    extra[("bernoulli", 1)]["confounder"] = False  # not linked to the treatment
+    extra[("bernoulli", 1)]["eligible"] = False  # not linked to the treatment
     agreement[("bernoulli", 2)] = 0.9
     assert _submodels._choose_confounder(
         None, scores, {c: dict(v) for c, v in extra.items()}, None, dict.fromkeys(scores)
@@ -90,7 +90,7 @@ def test_only_confounders_are_chosen(monkeypatch):
         "bernoulli",
         2,
     )
-    extra[("bernoulli", 2)]["confounder"] = False
+    extra[("bernoulli", 2)]["eligible"] = False
     assert _submodels._choose_confounder(None, scores, extra, None, dict.fromkeys(scores)) == ("none", 0)
 
 
@@ -98,7 +98,20 @@ def test_selection_table_reports_why(adata):
     model = zconf.ZConf(setup(adata), n_hidden=8, max_latent=1, max_levels=2)
     model.train(max_epochs=4, batch_size=64, accelerator="cpu", enable_progress_bar=False)
     table = model.latent_selection_
-    for column in ("treatment_link_per_cell", "treatment_link_pvalue", "signature_agreement", "confounder"):
+    for column in ("treatment_link_pvalue", "zhat_imbalance_pvalue", "signature_agreement", "role", "eligible"):
         assert column in table.columns
-    assert table.loc["none", "treatment_link_pvalue"] == 1.0 and bool(table.loc["none", "confounder"])
+    assert table.loc["none", "treatment_link_pvalue"] == 1.0 and bool(table.loc["none", "eligible"])
+    assert table.loc["none", "role"] == "none"
     assert isinstance(table, pd.DataFrame) and table["chosen"].sum() == 1
+
+
+def test_arm_imbalance_tells_a_balanced_regressor_from_one_that_follows_the_treatment():
+    rng = np.random.default_rng(1)
+    n = 4000
+    covariates = rng.normal(size=(n, 2))
+    treatment = rng.binomial(1, 1 / (1 + np.exp(-covariates[:, 0]))).astype(float)
+    balanced = rng.random((n, 1))
+    follows = np.clip(balanced + 0.1 * treatment[:, None], 0, 1)
+    assert zconf.analysis.arm_imbalance(balanced, covariates, treatment) > 0.01
+    assert zconf.analysis.arm_imbalance(follows, covariates, treatment) < 1e-6
+    assert zconf.analysis.arm_imbalance(np.zeros((n, 0)), covariates, treatment) == 1.0

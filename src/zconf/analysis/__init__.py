@@ -1,8 +1,9 @@
 """Analyses of a fitted model as functions: arrays and :class:`~zconf.glm.RegressionData` in, tables out."""
 
+from ._confounding import ADJUSTABLE_ROLES as ADJUSTABLE_ROLES
 from ._confounding import LINK_ALPHA as LINK_ALPHA
 from ._confounding import MIN_SIGNATURE_AGREEMENT as MIN_SIGNATURE_AGREEMENT
-from ._confounding import TreatmentLink, balanced_columns, signature_agreement
+from ._confounding import TreatmentLink, arm_imbalance, balanced_columns, candidate_role, signature_agreement
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
@@ -28,8 +29,10 @@ __all__ = [
     "TreatmentLink",
     "balanced_columns",
     "apply_alignment",
+    "arm_imbalance",
     "benjamini_hochberg",
     "candidate_label",
+    "candidate_role",
     "choose_smallest_supported",
     "column_alignment",
     "complexity",

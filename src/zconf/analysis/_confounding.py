@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from zconf.glm import design_matrix, fit_nb_glm
+from zconf.glm import design_matrix, fit_logistic_glm, fit_nb_glm
 
 #: Level of the likelihood-ratio test of Z's link to the treatment. A miss leaves a weak confounder unadjusted
 #: (the naive fit); a false link only falls back to adjusting. At 0.01 the ``weak`` scenario's seed 1 lost its
@@ -148,3 +148,63 @@ def signature_agreement(counts, covariates: np.ndarray, treatment: np.ndarray, z
     c0, c1 = b0 - np.average(b0, weights=weight), b1 - np.average(b1, weights=weight)
     covariance = np.sum(weight * c0 * c1)
     return float(covariance / np.sqrt(np.sum(weight * c0**2) * np.sum(weight * c1**2)))
+
+
+def arm_imbalance(z_columns: np.ndarray, covariates: np.ndarray, treatment: np.ndarray) -> float:
+    """P-value of Z-hat's imbalance between the arms: the likelihood-ratio test of Z-hat in D ~ [1, X, Z-hat].
+
+    A state that the model does not link to the treatment (:class:`TreatmentLink`) should be balanced between the
+    arms given X; its Z-hat is then an adjustment for precision only, which moves the effects by noise. When Z-hat
+    is imbalanced all the same, the imbalance comes from the counts the treatment moved, not from the model's
+    link: adjusting for it would shift the effects by what the model does not explain (measured on
+    ``kang_distinct_3donor``, a randomised stimulation).
+
+    Parameters
+    ----------
+    z_columns
+        ``(n_obs, q)`` soft Z-hat regressors.
+    covariates
+        ``(n_obs, n_covariates)`` covariate design without intercept.
+    treatment
+        ``(n_obs,)`` 0/1 treatment.
+
+    Returns
+    -------
+    The p-value (chi-squared on ``q`` degrees of freedom); 1 without Z.
+    """
+    z_columns = np.asarray(z_columns, dtype=float)
+    if z_columns.shape[1] == 0:
+        return 1.0
+    without = fit_logistic_glm(treatment, design_matrix(covariates, None, None).matrix)
+    with_z = fit_logistic_glm(treatment, design_matrix(covariates, None, z_columns).matrix)
+    statistic = max(float(without.deviance[0] - with_z.deviance[0]), 0.0)
+    return float(stats.chi2.sf(statistic, z_columns.shape[1]))
+
+
+def candidate_role(overlap: bool, link: TreatmentLink, imbalance_pvalue: float) -> str:
+    """What a candidate's states are, from its checks; ``"confounder"`` and ``"balanced"`` may be adjusted for.
+
+    - ``"one arm only"``: a state of treated (or untreated) cells only, more likely made by the treatment;
+    - ``"confounder"``: linked to the treatment (:class:`TreatmentLink`);
+    - ``"balanced"``: not linked, and Z-hat balanced between the arms (:func:`arm_imbalance` at ``LINK_ALPHA``):
+      a factor of the counts only, adjusted for precision (the notebook's own setting draws D independent of Z);
+    - ``"imbalanced, not linked"``: not linked, yet Z-hat differs between the arms.
+
+    Examples
+    --------
+    >>> candidate_role(True, TreatmentLink.of(np.full(1000, 0.02), 1), 0.9)
+    'confounder'
+    >>> candidate_role(True, TreatmentLink.of(np.zeros(1000), 1), 0.4)
+    'balanced'
+    >>> candidate_role(True, TreatmentLink.of(np.zeros(1000), 1), 0.001)
+    'imbalanced, not linked'
+    """
+    if not overlap:
+        return "one arm only"
+    if link.linked:
+        return "confounder"
+    return "balanced" if imbalance_pvalue >= LINK_ALPHA else "imbalanced, not linked"
+
+
+#: Roles whose states may be adjusted for (:func:`candidate_role`); the model without Z has role ``"none"``.
+ADJUSTABLE_ROLES = ("none", "confounder", "balanced")

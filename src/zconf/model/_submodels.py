@@ -14,13 +14,16 @@ from scvi.data._utils import _assign_adata_uuid
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from zconf.analysis import (
+    ADJUSTABLE_ROLES,
     MIN_SIGNATURE_AGREEMENT,
     MIN_STATE_SHARE,
     NO_LATENT,
     TreatmentLink,
     apply_alignment,
+    arm_imbalance,
     balanced_columns,
     candidate_label,
+    candidate_role,
     choose_smallest_supported,
     column_alignment,
     selection_table,
@@ -192,16 +195,21 @@ def _score_candidate(model, candidate, train_cells, held_out_cells, train_call, 
     judged = overlap[overlap["share"] >= MIN_STATE_SHARE]["treated_share"]
     gain = np.concatenate([sub_model.get_confounding_gain(), sub_model.get_confounding_gain(held_out_cells)])
     link = TreatmentLink.of(gain, sub_model.module.latent.design_columns(np.zeros((1, n_latent))).shape[1])
+    z_train = sub_model.get_latent_representation(soft=True)
+    data = sub_model.regression_data()
+    imbalance = arm_imbalance(sub_model.module.latent.design_columns(z_train), data.covariates, data.treatment)
+    role = "none" if n_latent == 0 else candidate_role(bool(overlap["overlap"].all()), link, imbalance)
     extra = {
         "treated_share_min": float(judged.min()) if len(judged) else np.nan,
         "treated_share_max": float(judged.max()) if len(judged) else np.nan,
         "overlap": bool(overlap["overlap"].all()),
         "treatment_link_per_cell": link.gain_per_cell,
         "treatment_link_pvalue": link.pvalue,
+        "zhat_imbalance_pvalue": imbalance,
         "signature_agreement": np.nan,
-        "confounder": n_latent == 0 or (bool(overlap["overlap"].all()) and link.linked),
+        "role": role,
+        "eligible": role in ADJUSTABLE_ROLES,
     }
-    z_train = sub_model.get_latent_representation(soft=True)
     state = {key: value.detach().cpu().clone() for key, value in sub_model.module.state_dict().items()}
     forget_model(sub_model, held_out_cells)
     return scores, extra, z_train, state
@@ -217,14 +225,15 @@ def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.
 
 
 def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray, z_train: dict):
-    """The simplest candidate that no more complex confounder beats (:func:`zconf.analysis.choose_smallest_supported`).
+    """The simplest eligible candidate that no more complex eligible one clearly beats.
 
-    Eligible are candidates whose states overlap and are linked to the treatment (``extra[c]["confounder"]``);
-    the chosen one must also have the same signature in both arms (:func:`_agrees_in_both_arms`, fitted for
-    the chosen candidate only: it costs two per-gene GLMs), else it is excluded and the choice is made again.
+    Eligible are candidates whose states may be adjusted for (``extra[c]["eligible"]``: a confounder, or a balanced
+    factor of the counts, :func:`zconf.analysis.candidate_role`); the chosen one must also have the same signature
+    in both arms (:func:`_agrees_in_both_arms`, fitted for the chosen candidate only: it costs two per-gene GLMs),
+    else it is excluded and the choice is made again.
     """
     while True:
-        eligible = [c for c in scores if extra[c]["confounder"]]
+        eligible = [c for c in scores if extra[c]["eligible"]]
         chosen = choose_smallest_supported(scores, eligible)
         if chosen == NO_LATENT:
             return chosen
@@ -232,7 +241,7 @@ def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray
         extra[chosen]["signature_agreement"] = agreement
         if agreement >= MIN_SIGNATURE_AGREEMENT:
             return chosen
-        extra[chosen]["confounder"] = False
+        extra[chosen].update(eligible=False, role="signature differs")
 
 
 def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, dict]:
@@ -243,10 +252,11 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     the first candidate that brings no clear gain over the one before (:func:`zconf.analysis.stops_early`), and
     the categorical family is searched only when Bernoulli 2 clearly beat Bernoulli 1
     (:func:`zconf.analysis.worth_fitting`).
-    Only confounders are chosen (:mod:`zconf.analysis._confounding`): candidates whose states overlap (treated
-    share within [0.05, 0.95] on the held-out cells: a state the treatment creates is a mediator), are linked to
-    the treatment (:class:`zconf.analysis.TreatmentLink`) and shift the same genes in both arms
-    (:func:`zconf.analysis.signature_agreement`); of these, the simplest that no more complex one clearly beats
+    Only states that may be adjusted for are chosen (:mod:`zconf.analysis._confounding`): their states overlap
+    (treated share within [0.05, 0.95] on the held-out cells: a state the treatment creates is a mediator); they
+    are linked to the treatment (:class:`zconf.analysis.TreatmentLink`), or, if not, their Z-hat is balanced between
+    the arms (:func:`zconf.analysis.arm_imbalance`); and they shift the same genes in both arms
+    (:func:`zconf.analysis.signature_agreement`). Of these, the simplest that no more complex one clearly beats
     (:func:`_choose_confounder`).
 
     Returns
@@ -280,8 +290,8 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     best_fit = choose_smallest_supported(scores)
     if best_fit != chosen:
         logger.info(
-            "The counts support %s, but its states are not confounders (see the columns overlap, "
-            "treatment_link_pvalue and signature_agreement of latent_selection_); %s is chosen.",
+            "The counts support %s, but its states are no confounders (see the column role of "
+            "latent_selection_); %s is chosen.",
             candidate_label(best_fit),
             candidate_label(chosen),
         )
@@ -305,6 +315,12 @@ def choose_n_latent(model) -> dict:
     model._model_summary_string = model._model_summary_string.replace("n_latent=auto", f"n_latent=auto (chose {label})")
     if n_latent == 0:
         logger.info("No confounder supported by the data (n_latent=0): effects are unadjusted.")
+    elif table.loc[label, "role"] == "balanced":
+        logger.info(
+            "The data support %s, not linked to the treatment and balanced between the arms: Z-hat adjusts the "
+            "effects for precision, not for confounding; see latent_selection_.",
+            label,
+        )
     elif distribution == "categorical":
         logger.info("The data support one confounder with %d levels (categorical); see latent_selection_.", n_latent)
     else:

@@ -22,8 +22,8 @@ def latent_selection(
     Each point is a candidate of ``ZConf(adata, n_latent="auto")``: its mean held-out exact marginal
     log-likelihood minus the chosen candidate's, with ±2 standard errors of the paired per-cell difference
     (the bar a larger candidate must clear). The chosen candidate is the filled marker at 0; crosses mark
-    candidates whose states are no confounders (the columns ``overlap``, ``treatment_link_pvalue`` and
-    ``signature_agreement`` of ``latent_selection_`` say why), which are never chosen.
+    candidates whose states may not be adjusted for (the column ``role`` of ``latent_selection_`` says why), which
+    are never chosen.
 
     Parameters
     ----------
@@ -49,7 +49,7 @@ def latent_selection(
     chosen = table["chosen"].to_numpy(dtype=bool)
     # candidates whose states are no confounders (one arm only, not linked to the treatment, or another signature
     # in each arm) are never chosen: drawn as crosses (tables of older models hold the overlap column only)
-    column = "confounder" if "confounder" in table else "overlap"
+    column = "eligible" if "eligible" in table else "overlap"
     no_overlap = ~table[column].to_numpy(dtype=bool) if column in table else np.zeros(len(table), bool)
     ax.axhline(0.0, color="0.6", linestyle="--", linewidth=1)
     ax.errorbar(x, gain, yerr=2 * se, fmt="none", ecolor="C0", capsize=4)
