@@ -1,19 +1,23 @@
-"""Is a hidden state a confounder? Its link to the treatment, and its signature in both arms (arrays in, numbers out).
+"""Is a hidden state a confounder? Its link to the treatment, its balance, its signature in both arms.
 
-A state that raises the held-out likelihood is a structure of the counts, not yet a confounder. A confounder
-drives who is treated, and it exists before the treatment, so that it shapes the counts of both arms alike. Two
-checks follow, and ``n_latent="auto"`` chooses a candidate only when it passes both
-(:func:`zconf.model._submodels.select_n_latent`):
+Arrays in, numbers out. A state that raises the held-out likelihood is a structure of the counts, not yet a
+confounder. A confounder drives who is treated, and it exists before the treatment, so that it shapes the counts
+of both arms alike. ``n_latent="auto"`` chooses a candidate only when its states may be adjusted for
+(:func:`zconf.model._submodels.select_n_latent`, :func:`candidate_role`):
 
-- **linked to the treatment**: the likelihood-ratio test of the classifier's use of Z (:class:`TreatmentLink`).
-  Measured on real Kang stim/ctrl PBMCs (``kang_distinct_3donor``, a randomised stimulation): a 3-level state
-  that explained the counts (1.3 nats per held-out cell) but carried 0.0004 nats per cell about the treatment;
-  adjusting for it moved the effects 8x the naive fit's distance from the donor-adjusted reference.
+- **linked to the treatment** (:class:`TreatmentLink`, the likelihood-ratio test of the classifier's use of Z), or,
+  if not, **balanced between the arms** (:func:`arm_imbalance`), an adjustment for precision that moves the
+  effects by noise only. Measured on real Kang stim/ctrl PBMCs (``kang_distinct_3donor``, a randomised
+  stimulation): a 3-level state explained the counts (3.4 nats per held-out cell) but was not linked to the
+  treatment (p = 0.33), while its Z-hat differed between the arms (p < 1e-10); adjusting for such states moved
+  the effects 8x the naive fit's distance from the donor-adjusted reference.
 - **the same signature in both arms** (:func:`signature_agreement`): Z's coefficients fitted in each arm apart
-  must agree. On ``kang_muscat_2donor`` a binary state linked to the treatment (monocytes more often in it,
-  treated share 0.47 against 0.65) had coefficients that did not correlate between the arms (-0.01): a pattern of
-  the response that differs by cell type, not a factor that precedes it; adjusting for it moved the effects 4x
-  the naive fit's distance. Simulated confounders agree at 0.87-0.99.
+  must agree. A pattern of the response that differs by cell type, taken for a factor, does not (-0.01 on
+  ``kang_muscat_2donor`` without the treatment x cell-type head); simulated confounders agree at 0.80-0.99.
+
+What no check here catches, and no observational one can: a state the treatment makes more common, present in
+both arms with one signature (a mediator with overlap). Its joint distribution with D and Y can be exactly a
+confounder's.
 """
 
 from __future__ import annotations
