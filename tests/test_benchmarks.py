@@ -173,3 +173,16 @@ def test_real_randomized_runs(tmp_path):
     assert [r["setting"] for r in rows] == list(real_randomized.SETTINGS)
     assert all(r["rms_naive"] < 0.05 and r["genes"] > 1000 for r in rows)
     assert (tmp_path / "real_randomized.md").exists()
+
+
+@pytest.mark.slow
+def test_no_harm_on_randomised_kang_distinct(tmp_path):
+    """The 3-donor Kang subset: its states are not linked to the stimulation yet imbalanced, so no Z is chosen and
+    the default effects equal the naive ones (without the checks they moved 8x the naive fit's distance)."""
+    from benchmarks import real_randomized
+
+    if not (real_randomized.DATA_DIR / "kang_distinct_3donor.h5ad").exists():
+        pytest.skip("kang_distinct_3donor.h5ad is absent on this machine")
+    default = real_randomized.main(["--data", "kang_distinct_3donor"])[0]
+    assert default["setting"] == "default" and default["ratio_to_naive"] <= 1.0 + 1e-9
+    assert default["rms_zconf_vs_naive"] < 1e-9
