@@ -10,9 +10,9 @@ A ZConf row above the naive one is harm. Each row also names the candidate the c
 
 Data: ``../shared/data/kang_muscat_2donor.h5ad`` (1,556 cells, 2 donors, 5 cell types),
 ``kang_distinct_3donor.h5ad`` (9,517 cells x 100 genes, 3 donors, 8 cell types) and ``kang_scgen_valid.h5ad``
-(1,975 cells x 6,998 genes, 7 cell types; the donor is known for 55% of the cells, and the unknown ones form one
-level of the reference's donor term); each skipped when absent. ``rms_zconf_vs_naive`` is how far the default
-call moves the effects from the naive fit, which a randomised design makes right.
+(1,975 cells x 6,998 genes, 7 cell types; the donor is known for 55% of the cells only, so its reference is the
+naive fit); each skipped when absent. ``rms_zconf_vs_naive`` is how far the default call moves the effects from
+the naive fit, which a randomised design makes right.
 Results: ``results/real_randomized.{json,md}``.
 
 Run: ``python -m benchmarks.real_randomized [--data kang_muscat_2donor ...] [--seeds 0]``.
@@ -56,7 +56,8 @@ def load(name: str) -> ad.AnnData:
 
 def run(name: str, seed: int) -> list[dict]:
     adata = load(name)
-    donor = pd.get_dummies(adata.obs["donor"].astype(str), drop_first=True).to_numpy(float)
+    known = adata.obs["donor"].notna().all()
+    donor = pd.get_dummies(adata.obs["donor"].astype(str), drop_first=True).to_numpy(float) if known else None
     rows, reference, naive = [], None, None
     for setting, kwargs in SETTINGS.items():
         model = zconf.ZConf(adata, **kwargs)
@@ -64,8 +65,11 @@ def run(name: str, seed: int) -> list[dict]:
         model.train(accelerator="cpu", enable_progress_bar=False, random_state=seed)
         seconds = time.perf_counter() - start
         if reference is None:
-            reference = model.treatment_effects(z=donor)["log2fc"].to_numpy()
             naive = model.treatment_effects(adjust=False)["log2fc"].to_numpy()
+            # with the donor unknown for some cells the donor term is not a reference (in kang_scgen_valid the
+            # unknown ones are mostly stimulated cells, so that level stands in for the treatment): the naive fit,
+            # which the randomised design makes right, is the reference there
+            reference = naive if donor is None else model.treatment_effects(z=donor)["log2fc"].to_numpy()
         adjusted = model.treatment_effects()["log2fc"].to_numpy()
         finite = np.isfinite(reference) & np.isfinite(naive) & np.isfinite(adjusted)
         rms = {
@@ -90,7 +94,8 @@ def run(name: str, seed: int) -> list[dict]:
                 "best_fit_signature_agreement": float(table.loc[best, "signature_agreement"]),
                 "rms_naive": rms["naive"],
                 "rms_zconf": rms["zconf"],
-                "ratio_to_naive": rms["zconf"] / rms["naive"],
+                "reference": "donor-adjusted" if donor is not None else "naive (donor unknown for some cells)",
+                "ratio_to_naive": rms["zconf"] / rms["naive"] if rms["naive"] > 0 else float("nan"),
                 "rms_zconf_vs_naive": rms["shift"],
                 "genes": int(finite.sum()),
                 "seconds": seconds,
@@ -114,11 +119,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             continue
         for seed in args.seeds:
             rows += run(name, seed)
-    columns = ["data", "seed", "setting", "chosen", "best_fit", "best_fit_link_pvalue", "best_fit_signature_agreement"]
+    columns = ["data", "seed", "setting", "reference", "chosen", "best_fit", "best_fit_link_pvalue"]
+    columns += ["best_fit_signature_agreement"]
     columns += ["rms_zconf_vs_naive", "rms_naive", "rms_zconf", "ratio_to_naive", "genes", "seconds"]
     notes = (
         "RMS difference of log2 fold changes from the donor-adjusted NB GLM (the donor is balanced over the "
-        "arms: the naive fit is right). `ratio_to_naive` above 1 is harm."
+        "arms: the naive fit is right), or from the naive fit where the donor is not known for every cell. "
+        "`ratio_to_naive` above 1 is harm; so is a `rms_zconf_vs_naive` above the naive fit's own distance from "
+        "the donor-adjusted one (0.02-0.03 where it is known)."
     )
     write(f"real_randomized{args.suffix}", rows, columns, "Do no harm on randomised real data (Kang stim/ctrl)", notes)
     return rows
