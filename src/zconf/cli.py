@@ -335,6 +335,7 @@ def _why_not_chosen(row: dict) -> str:
         "one arm only": "a state of one arm only",
         "imbalanced, not linked": f"not linked to the treatment (p = {row.get('treatment_link_pvalue', 1.0):.2f}) "
         "yet imbalanced between the arms",
+        "balanced": f"not linked to the treatment (p = {row.get('treatment_link_pvalue', 1.0):.2f})",
         "signature differs": f"signature differs between the arms (agreement {row.get('signature_agreement'):.2f})",
     }
     return f"  ({reasons.get(row.get('role'), row.get('role'))}: not a confounder)"

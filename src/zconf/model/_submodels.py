@@ -227,8 +227,8 @@ def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.
 def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray, z_train: dict):
     """The simplest eligible candidate that no more complex eligible one clearly beats.
 
-    Eligible are candidates whose states may be adjusted for (``extra[c]["eligible"]``: a confounder, or a balanced
-    factor of the counts, :func:`zconf.analysis.candidate_role`); the chosen one must also have the same signature
+    Eligible are candidates whose states may be adjusted for (``extra[c]["eligible"]``: a confounder,
+    :func:`zconf.analysis.candidate_role`); the chosen one must also have the same signature
     in both arms (:func:`_agrees_in_both_arms`, fitted for the chosen candidate only: it costs two per-gene GLMs),
     else it is excluded and the choice is made again.
     """
@@ -254,8 +254,7 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     (:func:`zconf.analysis.worth_fitting`).
     Only states that may be adjusted for are chosen (:mod:`zconf.analysis._confounding`): their states overlap
     (treated share within [0.05, 0.95] on the held-out cells: a state the treatment creates is a mediator); they
-    are linked to the treatment (:class:`zconf.analysis.TreatmentLink`), or, if not, their Z-hat is balanced between
-    the arms (:func:`zconf.analysis.arm_imbalance`); and they shift the same genes in both arms
+    are linked to the treatment (:class:`zconf.analysis.TreatmentLink`); and they shift the same genes in both arms
     (:func:`zconf.analysis.signature_agreement`). Of these, the simplest that no more complex one clearly beats
     (:func:`_choose_confounder`).
 
@@ -315,12 +314,6 @@ def choose_n_latent(model) -> dict:
     model._model_summary_string = model._model_summary_string.replace("n_latent=auto", f"n_latent=auto (chose {label})")
     if n_latent == 0:
         logger.info("No confounder supported by the data (n_latent=0): effects are unadjusted.")
-    elif table.loc[label, "role"] == "balanced":
-        logger.info(
-            "The data support %s, not linked to the treatment and balanced between the arms: Z-hat adjusts the "
-            "effects for precision, not for confounding; see latent_selection_.",
-            label,
-        )
     elif distribution == "categorical":
         logger.info("The data support one confounder with %d levels (categorical); see latent_selection_.", n_latent)
     else:
