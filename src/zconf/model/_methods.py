@@ -43,10 +43,7 @@ class AnalysisMethods:
         -------
         Array of shape ``(n_obs,)``, in input order.
         """
-        self._check_trained()
-        adata = self._validate_anndata(adata)
-        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        return _outputs.collect_marginal_log_likelihood(self.module, loader)
+        return self._per_cell(self.module.marginal_log_likelihood, adata, indices, batch_size)
 
     def get_confounding_gain(
         self,
@@ -60,18 +57,23 @@ class AnalysisMethods:
         but is not linked to the treatment (given X) is no confounder: adjusting for it cannot remove bias, and
         its Z-hat, inferred from counts that the treatment also moves, can add some. This is the model's
         likelihood minus that of the same model with Z independent of D given X
-        (:meth:`zconf.module.ZConfModule.confounding_gain`): 0 when the classifier does not use Z. Averaged over
-        cells a model was not trained on, it is the held-out evidence for confounding that ``n_latent="auto"``
-        requires of a candidate (the ``confounding_gain`` columns of ``latent_selection_``).
+        (:meth:`zconf.module.ZConfModule.confounding_gain`): 0 when the classifier does not use Z. Over
+        a candidate's cells, twice its sum is the likelihood-ratio statistic of the link that ``n_latent="auto"``
+        requires of a candidate (:class:`zconf.analysis.TreatmentLink`; the ``treatment_link_per_cell`` and
+        ``treatment_link_pvalue`` columns of ``latent_selection_``).
 
         Returns
         -------
         Array of shape ``(n_obs,)``, in input order (zeros for the model without Z).
         """
+        return self._per_cell(self.module.confounding_gain, adata, indices, batch_size)
+
+    def _per_cell(self, per_cell, adata, indices, batch_size) -> np.ndarray:
+        """One value per cell from a module method on minibatches (:func:`zconf.model._outputs.collect_per_cell`)."""
         self._check_trained()
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        return _outputs.collect_marginal_log_likelihood(self.module, loader, "confounding_gain")
+        return _outputs.collect_per_cell(self.module, per_cell, loader)
 
     @fill_doc
     def get_design(

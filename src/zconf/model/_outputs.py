@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,14 +39,13 @@ def collect_predictions(module, loader: Iterable, keys: Sequence[str] | None = N
 
 
 @torch.inference_mode()
-def collect_marginal_log_likelihood(module, loader: Iterable, quantity: str = "marginal_log_likelihood") -> np.ndarray:
-    """A per-cell likelihood of every cell of ``loader``: the module's method ``quantity``.
+def collect_per_cell(module, per_cell: Callable, loader: Iterable) -> np.ndarray:
+    """``per_cell(tensors)`` of every cell of ``loader``, one value per cell.
 
-    ``"marginal_log_likelihood"``: the exact log p(D, Y | X) (:meth:`ZConfModule.marginal_log_likelihood`);
-    ``"confounding_gain"``: what Z's link to the treatment adds to it (:meth:`ZConfModule.confounding_gain`).
+    ``per_cell`` is a method of ``module``: :meth:`ZConfModule.marginal_log_likelihood` (the exact log p(D, Y | X))
+    or :meth:`ZConfModule.confounding_gain` (what Z's link to the treatment adds to it).
     """
     module.eval()
-    per_cell = getattr(module, quantity)
     return torch.cat([per_cell(tensors).cpu() for tensors in loader]).numpy().astype(float)
 
 

@@ -193,11 +193,12 @@ def _score_candidate(model, candidate, train_cells, held_out_cells, train_call, 
     scores = sub_model.get_marginal_log_likelihood(held_out_cells)
     overlap = sub_model.state_overlap(held_out_cells)
     judged = overlap[overlap["share"] >= MIN_STATE_SHARE]["treated_share"]
-    gain = np.concatenate([sub_model.get_confounding_gain(), sub_model.get_confounding_gain(held_out_cells)])
-    link = TreatmentLink.of(gain, sub_model.module.latent.design_columns(np.zeros((1, n_latent))).shape[1])
     z_train = sub_model.get_latent_representation(soft=True)
+    z_columns = sub_model.module.latent.design_columns(z_train)  # Z's regressors: one per classifier coefficient
+    gain = np.concatenate([sub_model.get_confounding_gain(), sub_model.get_confounding_gain(held_out_cells)])
+    link = TreatmentLink.of(gain, z_columns.shape[1])
     data = sub_model.regression_data()
-    imbalance = arm_imbalance(sub_model.module.latent.design_columns(z_train), data.covariates, data.treatment)
+    imbalance = arm_imbalance(z_columns, data.covariates, data.treatment)
     role = "none" if n_latent == 0 else candidate_role(bool(overlap["overlap"].all()), link, imbalance)
     extra = {
         "treated_share_min": float(judged.min()) if len(judged) else np.nan,
