@@ -14,7 +14,7 @@ from scipy import stats
 import zconf
 from tests.conftest import COVARIATES, FAST_TRAIN, setup
 from zconf.analysis import PairedGain, choose_smallest_supported, stops_early
-from zconf.model._submodels import CANDIDATE_EPOCH_FRACTION, _candidate_epochs
+from zconf.model._submodels import CANDIDATE_EPOCH_FRACTION, _candidate_schedule
 from zconf.model._training import RunResult, best_of_restarts, default_max_epochs, fine_tune_epochs, is_collapsed
 
 OLD_MODEL = Path(__file__).parents[1] / "data" / "old_format_model"
@@ -152,11 +152,16 @@ def test_same_call_gives_the_same_answer(adata):
 def test_candidates_train_for_the_default_steps_or_the_users_epochs(n_train):
     n_batches = -(-n_train // 128)
     full = default_max_epochs(n_train, 128)
-    epochs = _candidate_epochs(None, n_train, None)
+    schedule = _candidate_schedule({}, n_train)
+    epochs = schedule["max_epochs"]
+    batches = schedule.get("limit_train_batches", n_batches)
     assert epochs % 2 == 0 and epochs <= full + 1
-    assert epochs * n_batches >= min(800, full * n_batches)  # never fewer steps than the 10k x 1k trial's floor
-    assert epochs * n_batches >= round(CANDIDATE_EPOCH_FRACTION * full) * n_batches - n_batches
-    assert _candidate_epochs(6, n_train, None) == 6  # the user's epochs are kept
+    assert epochs * batches >= min(800, full * batches)  # never fewer steps than the 10k x 1k trial's floor
+    assert epochs * batches >= round(CANDIDATE_EPOCH_FRACTION * full) * batches - batches
+    assert (n_train > 10_240) == ("limit_train_batches" in schedule)  # large data: short epochs, as the final fit
+    assert _candidate_schedule({"max_epochs": 6}, n_train) == {"max_epochs": 6}  # the user's epochs are kept
+    users_limit = _candidate_schedule({"limit_train_batches": 0.5}, n_train)
+    assert "limit_train_batches" not in users_limit  # the user's own limit travels in the train call
 
 
 def test_default_auto_call_gives_the_same_answer_twice(adata):

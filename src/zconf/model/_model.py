@@ -213,7 +213,10 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         ----------
         max_epochs
             Number of epochs (predictor and generator epochs both count). ``None`` picks about 1,600
-            minibatch steps, between 20 and 200 epochs (:func:`default_max_epochs`).
+            minibatch steps, between 20 and 200 epochs (:func:`~zconf.model.default_max_epochs`); above 80
+            minibatches per pass (10,240 cells at batch 128) these are 20 epochs of 80 minibatches drawn at
+            random (:func:`~zconf.model.default_epoch_batches`, Lightning's ``limit_train_batches``), so that
+            the default fit takes about the same time at any number of cells. A number here means full passes.
         batch_size
             Minibatch size. Default 128, or all cells when there are fewer; a larger value than the number of
             cells raises an error.
@@ -266,9 +269,6 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     def _warn_if_uninformative(self) -> None:
         z_prob = self.module.latent.informative_columns(self.get_latent_representation(soft=True))
         _training.warn_if_uninformative(z_prob, self.regression_data(), self.module.z_log_fold_changes().cpu().numpy())
-
-    def _initialize_intercepts(self) -> None:
-        _training.initialize_intercepts(self.module, self.regression_data())
 
     def fit_baselines(self) -> None:
         """Fit the DBPR baselines without Z (logistic D ~ [1, X], per-gene NB Y ~ [1, X, D]) on all cells.

@@ -40,10 +40,17 @@ REUSED_TRAIN_KEYS = (
     "random_state",
     "accelerator",
     "enable_progress_bar",
+    "limit_train_batches",
 )
 
 #: A Z-hat column with more than this share of cells in one state is a collapsed fit (EM's bad optimum).
 COLLAPSE_SHARE = 0.97
+
+
+#: Minibatch steps the default schedule aims at (see :func:`default_max_epochs`).
+DEFAULT_TRAIN_STEPS = 1600
+#: Fewest epochs of the default schedule: ten predictor/generator phase pairs.
+MIN_DEFAULT_EPOCHS = 20
 
 
 def default_max_epochs(n_obs: int, batch_size: int) -> int:
@@ -51,11 +58,39 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
 
     Measured on the simulation presets: recovery plateaus after ~400-800 steps (benchmarks/); 1,600 leaves
     margin, and small data sets get up to 200 epochs (400 cells: 800 steps). An even count ends on a
-    generator phase with the default one-epoch phases.
+    generator phase with the default one-epoch phases. Above 10,240 cells (80 minibatches of 128) the 20
+    epochs are shortened instead (:func:`default_epoch_batches`).
     """
     n_batches = max(1, -(-n_obs // batch_size))
-    epochs = min(200, max(20, -(-1600 // n_batches)))
+    epochs = min(200, max(MIN_DEFAULT_EPOCHS, -(-DEFAULT_TRAIN_STEPS // n_batches)))
     return epochs + (epochs % 2)
+
+
+def default_epoch_batches(n_obs: int, batch_size: int) -> int | None:
+    """Minibatches per epoch of the default schedule: all of them (``None``), or 80 when there are more.
+
+    The alternating phases last one epoch each, and ten phase pairs are the fewest the default runs. Without a
+    cap, 20 full epochs of 100,000 cells are 15,600 steps, ten times what recovery needs, and the default fit
+    there took 841 s (benchmarks/results/scale_atlas.md). With it, each epoch is 80 minibatches drawn at random
+    from a fresh permutation of the cells (Lightning's ``limit_train_batches``), so that the default fit's
+    time stops growing with the number of cells while every phase still sees 10,240 of them. The cap applies
+    only to the default epochs: a ``max_epochs`` from the user means full passes, as in scvi-tools.
+
+    Examples
+    --------
+    >>> default_epoch_batches(10_000, 128) is None, default_epoch_batches(100_000, 128)
+    (True, 80)
+    """
+    n_batches = max(1, -(-n_obs // batch_size))
+    cap = DEFAULT_TRAIN_STEPS // MIN_DEFAULT_EPOCHS
+    return cap if n_batches > cap else None
+
+
+def default_schedule(n_obs: int, batch_size: int) -> dict:
+    """``max_epochs`` (and ``limit_train_batches`` on large data) of the default schedule; see the two above."""
+    schedule = {"max_epochs": default_max_epochs(n_obs, batch_size)}
+    batches = default_epoch_batches(n_obs, batch_size)
+    return schedule if batches is None else {**schedule, "limit_train_batches": batches}
 
 
 #: Share of ``max_epochs`` for which each start of a restart is screened before the best one trains on.
@@ -110,7 +145,10 @@ def resolve_train_kwargs(n_obs: int, asked: dict, trainer_kwargs: dict) -> dict:
         )
         raise ValueError(msg)
     if train_kwargs["max_epochs"] is None:
-        train_kwargs["max_epochs"] = default_max_epochs(n_obs, train_kwargs["batch_size"])
+        schedule = default_schedule(n_obs, train_kwargs["batch_size"])
+        train_kwargs["max_epochs"] = schedule["max_epochs"]
+        if "limit_train_batches" not in trainer_kwargs and "limit_train_batches" in schedule:
+            train_kwargs["limit_train_batches"] = schedule["limit_train_batches"]
     return train_kwargs
 
 
@@ -236,12 +274,8 @@ def fit_with_restarts(
     runs = n_init if has_latent else 1
     screen = screening_epochs(total) if runs > 1 else total
 
-    start = None
-    if not model.is_trained_:
-        data = model.regression_data(reference_coding=None)  # the heads' own coding of the covariates
-        start = null_glm_start(
-            data, model.module.intercept, random_state, interaction_index=model.module.interaction_index
-        )
+    # computed once for all starts; the candidates of n_latent="auto" share one (set on the model as _head_start)
+    start = getattr(model, "_head_start", None) or HeadStart.of(model, random_state, fit_glm=not model.is_trained_)
 
     def fit(run: int) -> RunResult | None:
         with seeded(None if random_state is None else random_state + run):
@@ -251,9 +285,7 @@ def fit_with_restarts(
             if not model.is_trained_:
                 if run > 0 or random_state is not None:  # the seed decides the initial weights too
                     model.module.reset_parameters()
-                model._initialize_intercepts()
-                if start is not None:
-                    model.module.initialize_heads(**start)
+                start.apply(model.module)
             model._train_once({**train_kwargs, "max_epochs": screen})
         if "elbo_train" not in (model.history_ or {}):  # a non-zero DDP rank keeps no history
             return None
@@ -349,25 +381,54 @@ def fit_without_latent(model, random_state: int | None) -> None:
     model.is_trained_ = True
 
 
-def initialize_intercepts(module, data) -> None:
-    """Start the heads' intercepts at the data's log mean counts and logit of the treated fraction.
+@dataclass(frozen=True)
+class HeadStart:
+    """Where the heads start, computed once per data set and shared by every start of a fit.
 
-    Measured on the Kang PBMC data: from the default (near-zero) intercepts, the first E-steps use Z as a
-    global intercept correction, all cells move to one state and the fit collapses (Z-hat constant);
-    starting at the data's means leaves Z to explain variation between cells.
+    The intercepts start at the data's log mean counts and the logit of the treated fraction. Measured on the
+    Kang PBMC data: from the default (near-zero) intercepts, the first E-steps use Z as a global intercept
+    correction, all cells move to one state and the fit collapses (Z-hat constant); starting at the data's means
+    leaves Z to explain variation between cells. The dispersions start at their method-of-moments values,
+    α = (var − mean) / mean²: from θ = 1 (the parameter's zero start) Adam needs hundreds of steps to reach them,
+    and a model trained for too few steps then buys the missing overdispersion with a spurious mixture state
+    (measured: with no confounder, n_latent=1 beat n_latent=0 on held-out cells by 0.24 nats per cell for that
+    reason alone). ``glm``, when fitted, is :func:`null_glm_start`: the X and D coefficients of the fit without Z.
+
+    Computing this once per fit rather than once per start, and once for all candidates of ``n_latent="auto"``
+    (they share their training cells), saved 15 s of a 176 s default fit at 100,000 x 2,000.
     """
-    gene_means = column_sums(data.counts, data.n_obs) / data.n_obs
-    offset_mean = 0.0 if data.offset is None else float(np.mean(data.offset))
-    log_means = np.log(np.clip(gene_means, 1e-8, None)) - offset_mean
-    module.initialize_intercepts(log_means, float(np.mean(data.treatment)))
-    # and the dispersions at their method-of-moments values, α = (var − mean) / mean²: from θ = 1 (the
-    # parameter's zero start) Adam needs hundreds of steps to reach them, and a model trained for too few
-    # steps then buys the missing overdispersion with a spurious mixture state (measured: with no
-    # confounder, n_latent=1 beat n_latent=0 on held-out cells by 0.24 nats per cell for that reason alone)
-    variance = column_sums_of_squares(data.counts, data.n_obs) / data.n_obs - gene_means**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dispersion = np.clip((variance - gene_means) / gene_means**2, 1e-3, 1e3)
-    module.initialize_dispersion(np.where(np.isfinite(dispersion), dispersion, 1.0))
+
+    log_means: np.ndarray
+    treated_fraction: float
+    dispersion: np.ndarray
+    glm: dict | None
+
+    @classmethod
+    def of(cls, model, random_state: int | None, fit_glm: bool = True) -> HeadStart:
+        """The start of ``model``'s heads on its registered cells (``fit_glm``: with the fit without Z)."""
+        data = model.regression_data(reference_coding=None)  # the heads' own coding of the covariates
+        gene_means = column_sums(data.counts, data.n_obs) / data.n_obs
+        offset_mean = 0.0 if data.offset is None else float(np.mean(data.offset))
+        variance = column_sums_of_squares(data.counts, data.n_obs) / data.n_obs - gene_means**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dispersion = np.clip((variance - gene_means) / gene_means**2, 1e-3, 1e3)
+        glm = None
+        if fit_glm:
+            module = model.module
+            glm = null_glm_start(data, module.intercept, random_state, interaction_index=module.interaction_index)
+        return cls(
+            log_means=np.log(np.clip(gene_means, 1e-8, None)) - offset_mean,
+            treated_fraction=float(np.mean(data.treatment)),
+            dispersion=np.where(np.isfinite(dispersion), dispersion, 1.0),
+            glm=glm,
+        )
+
+    def apply(self, module) -> None:
+        """Set ``module``'s intercepts and dispersions, and its X and D coefficients when the GLM was fitted."""
+        module.initialize_intercepts(self.log_means, self.treated_fraction)
+        module.initialize_dispersion(self.dispersion)
+        if self.glm is not None:
+            module.initialize_heads(**self.glm)
 
 
 #: Z-hat is flagged as sequencing depth when it explains more than this share of the variance of the log library
