@@ -35,7 +35,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	for script in recovery options effects strength_sweep speed scale paired_vae selection weak_limit \
-		real_confounded real_randomized sample_null sample_null_patients library_offset library_default; do \
+		real_confounded real_randomized sample_null sample_null_patients library_offset library_default epoch_cap; do \
 		$(PY) -m benchmarks.$$script || exit 1; \
 	done
 	$(PY) -m benchmarks.summary

@@ -147,7 +147,7 @@ def _speed_rows() -> list[tuple[str, str, str, str]]:
             out.append((label, "≤ 3×", value, "scale"))
     atlas = next((r for r in _load("scale_atlas") or [] if r["benchmark"] == "time_to_accuracy"), None)
     if atlas:
-        value = f"{atlas['train_s']:.0f} s, abs corr {atlas['abs_corr']:.3f} (dense counts)"
+        value = f"{atlas['train_s']:.0f} s, abs corr {atlas['abs_corr']:.3f} (sparse counts)"
         out.append(("default fit 100,000 × 2,000 to abs corr ≥ 0.98", "≤ 120 s", value, "scale_atlas"))
     return out
 

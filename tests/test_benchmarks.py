@@ -186,3 +186,13 @@ def test_no_harm_on_randomised_kang_distinct(tmp_path):
     default = real_randomized.main(["--data", "kang_distinct_3donor"])[0]
     assert default["setting"] == "default" and default["ratio_to_naive"] <= 1.0 + 1e-9
     assert default["rms_zconf_vs_naive"] < 1e-9
+
+
+@pytest.mark.slow
+def test_epoch_cap_runs(tmp_path):
+    from benchmarks import epoch_cap
+
+    epoch_cap.main(["--n-obs", "300"])
+    rows = json.loads((tmp_path / "epoch_cap.json").read_text())
+    assert {r["benchmark"] for r in rows} == {"one_fit", "default_call"}
+    assert all(r["seconds"] > 0 for r in rows)
