@@ -6,7 +6,8 @@ tiny run on simulated data. Needs ``../shared/data/kang_muscat_2donor.h5ad`` and
 (summary over seeds) and ``paired_vae_runs.{json,md}`` (one row per run), and, with ``--latents``, the
 embeddings of the first seed (for ``zconf.pl.integration_umap``, rendered by ``--plot-from FOLDER``). On a busy
 machine, run one process per data set and seed (``--datasets NAME --seeds S``, keeping each
-``paired_vae_runs.json``) and join them with ``--merge FILE ...``.
+``paired_vae_runs.json``) and join them with ``--merge FILE ...``. After a change of PairedVAE alone,
+``--methods paired`` re-runs only its rows; ``--merge NEW ... OLD`` keeps the new rows and the others' old ones.
 
 Methods: ``PairedVAE(adata)`` then ``train(adversarial=...)`` with every default; scvi-tools' ``SCVI`` with
 ``batch_key="condition"``, its defaults and 200 epochs (``--scvi-max-epochs``; the reference of issue 19);
@@ -38,6 +39,8 @@ from benchmarks._common import quiet, summarise, write
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("kang_muscat_2donor", "kang_distinct_3donor")
 DATASET_KEY, LABEL_KEY = "condition", "cell_type"
+#: method groups of ``--methods``: PairedVAE (both strategies), SCVI, and PCA with the unintegrated counts
+METHODS = ("paired", "scvi", "references")
 SCIB = {
     "Isolated labels": "isolated_labels",
     "Leiden NMI": "leiden_nmi",
@@ -164,22 +167,30 @@ def _smoke_data() -> ad.AnnData:
 
 
 def run_dataset(
-    name: str, adata: ad.AnnData, seeds: list[int], smoke: bool, latents: Path | None, scvi_epochs: int | None
+    name: str,
+    adata: ad.AnnData,
+    seeds: list[int],
+    smoke: bool,
+    latents: Path | None,
+    scvi_epochs: int | None,
+    methods: tuple[str, ...] = METHODS,
 ) -> list[dict]:
-    """Every method on one data set: one row per (method, seed), all metrics."""
+    """The chosen methods (``METHODS``) on one data set: one row per (method, seed), all metrics."""
     normalised = _log_normalised(adata)
-    pca = normalised.copy()
-    sc.pp.pca(pca, n_comps=10, random_state=0)
-    runs: list[tuple[dict, np.ndarray]] = [
-        ({"method": "Unintegrated (log-normalised counts)", "seed": 0}, _dense(normalised.X)),
-        ({"method": "PCA (10 components)", "seed": 0}, pca.obsm["X_pca"]),
-    ]
+    runs: list[tuple[dict, np.ndarray]] = []
+    if "references" in methods:
+        pca = normalised.copy()
+        sc.pp.pca(pca, n_comps=10, random_state=0)
+        runs.append(({"method": "Unintegrated (log-normalised counts)", "seed": 0}, _dense(normalised.X)))
+        runs.append(({"method": "PCA (10 components)", "seed": 0}, pca.obsm["X_pca"]))
     for seed in seeds:
-        for strategy in ("grl", "alternate"):
-            runs.append(_paired(adata.copy(), strategy, seed, smoke))
+        if "paired" in methods:
+            for strategy in ("grl", "alternate"):
+                runs.append(_paired(adata.copy(), strategy, seed, smoke))
+                print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in runs[-1][0].items()}, flush=True)
+        if "scvi" in methods:
+            runs.append(_scvi(adata.copy(), seed, smoke, scvi_epochs))
             print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in runs[-1][0].items()}, flush=True)
-        runs.append(_scvi(adata.copy(), seed, smoke, scvi_epochs))
-        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in runs[-1][0].items()}, flush=True)
     embeddings = {f"{row['method']}|{row['seed']}": latent for row, latent in runs}
     scib = _scib(normalised, embeddings)
     rows = []
@@ -221,6 +232,14 @@ def main(argv=None) -> None:
     parser.add_argument("--latents", type=Path, default=None, help="folder for the first seed's embeddings")
     parser.add_argument("--scvi-max-epochs", type=int, default=200, help="0: scvi-tools' own heuristic")
     parser.add_argument("--plot-from", type=Path, default=None, help="only render the UMAPs from these latents")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="method groups to run (e.g. only 'paired' after a change of PairedVAE's defaults, merged with "
+        "the earlier runs of the others by --merge)",
+    )
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these runs JSON files")
     args = parser.parse_args(argv)
@@ -243,13 +262,16 @@ def main(argv=None) -> None:
         data = {d: ad.read_h5ad(args.data_dir / f"{d}.h5ad") for d in args.datasets}
     rows = []
     for name, adata in data.items():
-        rows.extend(run_dataset(name, adata, args.seeds, args.smoke, args.latents, args.scvi_max_epochs))
+        rows.extend(
+            run_dataset(name, adata, args.seeds, args.smoke, args.latents, args.scvi_max_epochs, tuple(args.methods))
+        )
     write_results(rows, "paired_vae_smoke" if args.smoke else "paired_vae")
 
 
 def merge_runs(paths: list[Path]) -> list[dict]:
     """The rows of several ``paired_vae_runs.json`` files (one process per data set and seed), the
-    deterministic references (PCA, unintegrated) kept once per data set."""
+    deterministic references (PCA, unintegrated) kept once per data set; where two files hold the same
+    (data set, method, seed), the first file given wins."""
     import json
 
     rows, seen = [], set()

@@ -178,6 +178,29 @@ def test_cycle_loss_cannot_shrink_the_posterior_means(paired):
     assert any(p.grad is not None and p.grad.any() for p in module.decoders[1].parameters())
 
 
+def test_agreement_loss_is_zero_for_equal_encoders_and_trains_only_the_other_encoder(paired):
+    """Tied encoders agree on every cell; apart, the loss pulls the other encoder toward the cell's own one."""
+    module = PairedVAEModule(paired.n_vars, n_latent=3, n_hidden=8)  # tied_init: equal encoders
+    module.eval()
+    counts = torch.as_tensor(paired.layers["counts"].toarray()[:160], dtype=torch.float32)  # dataset 0 only
+    outputs = module.inference(counts, torch.zeros(160, 1))
+    assert module.agreement_loss(counts, outputs).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        for param in module.encoders[1].parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    outputs = module.inference(counts, torch.zeros(160, 1))
+    loss = module.agreement_loss(counts, outputs)
+    assert loss.item() > 0
+    loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in module.encoders[0].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in module.encoders[1].parameters())
+    plan, _, batch = _plan_and_batch(paired, adversarial="alternate")  # on by default
+    plan.training_step(batch, 0)  # a D-step: no VAE loss
+    plan.training_step(batch, 1)
+    assert "agreement_loss" in plan._epoch_sums
+    assert plan.max_kl_weight == pytest.approx(0.5)  # the KL weight default (measured)
+
+
 def test_standardised_discriminator_input_is_scale_invariant():
     module = PairedVAEModule(10, n_latent=3, n_hidden=8, standardise_discriminator_input=True)
     qz_m = torch.randn(32, 3)

@@ -188,6 +188,25 @@ class PairedVAEModule(BaseModuleClass):
                 cycled = cycled.index_put((rows,), mean)
         return ((cycled - qz_m) ** 2).sum(-1).mean()
 
+    def agreement_loss(self, x: torch.Tensor, inference_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Encoder agreement: the other dataset's encoder should place a cell where its own encoder does.
+
+        A cell of dataset *k* with posterior mean μ (detached: the target) is also encoded by the other
+        encoder into μ'; the loss is ``‖μ' − μ‖²`` summed over latent dimensions, per-cell mean. The genes are
+        the same in both datasets, so this ties what a latent position means in one dataset to what it means
+        in the other through the cells' own counts, which neither the discriminator (it matches only the two
+        marginals) nor the cycle loss (it checks one VAE at a time) does.
+        """
+        qz_m, dataset = inference_outputs["qz_m"].detach(), inference_outputs["dataset"]
+        encoded = torch.log1p(x)
+        crossed = torch.zeros_like(qz_m)
+        for k in range(2):
+            rows = dataset == k
+            if rows.any():
+                mean, _, _ = self.encoders[1 - k](encoded[rows])
+                crossed = crossed.index_put((rows,), mean)
+        return ((crossed - qz_m) ** 2).sum(-1).mean()
+
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
         """Negative ELBO per cell: NB reconstruction summed over genes plus KL(q(z | x) ‖ N(0, I))."""
         x = tensors[PAIRED_KEYS.X_KEY]
