@@ -1,7 +1,7 @@
 """The default schedule's short epochs on large data: recovery against full passes, and the choice of Z.
 
 Run: ``.venv/bin/python -m benchmarks.epoch_cap [--n-obs 40000] [--seeds 0]``; writes
-``benchmarks/results/epoch_cap.{json,md}``. Above 10,240 cells the default trains 20 epochs of 80 minibatches
+``benchmarks/results/epoch_cap.{json,md}``. Above 20,480 cells the default trains 20 epochs of 160 minibatches
 (:func:`zconf.model.default_epoch_batches`); before, 20 full passes. For each preset one fit with the true
 latent (``n_init=3``) is trained both ways and its recovery compared (``one_fit`` rows); the default call
 (``n_latent="auto"``) is run on the short epochs for the no-confounder and weak presets (``default_call`` rows),
@@ -34,6 +34,12 @@ def _fit(adata, seed: int, max_epochs: int | None, **model_kwargs) -> tuple:
     return model, time.perf_counter() - start
 
 
+def _batches_per_epoch(n_obs: int, max_epochs: int | None) -> int:
+    """Minibatches per epoch: all of them for full passes, the default's cap otherwise."""
+    full = -(-n_obs // 128)
+    return full if max_epochs else zconf.model.default_epoch_batches(n_obs, 128) or full
+
+
 def _recovery(adata, model) -> float:
     if model.n_latent_ == 0:
         return float("nan")
@@ -58,9 +64,7 @@ def run(n_obs: int, seeds: list[int], presets: list[str]) -> list[dict]:
                         "seed": seed,
                         "schedule": schedule,
                         "latent": zconf.analysis.candidate_label((distribution, n_latent)),
-                        "steps": len(model.history["train_loss"]) * -(-n_obs // 128)
-                        if max_epochs
-                        else len(model.history["train_loss"]) * 80,
+                        "steps": len(model.history["train_loss"]) * _batches_per_epoch(n_obs, max_epochs),
                         "seconds": seconds,
                         "abs_corr": _recovery(adata, model),
                     }
@@ -97,8 +101,8 @@ def main(argv=None) -> None:
     rows = run(args.n_obs, args.seeds, args.presets)
     columns = ["benchmark", "preset", "n_obs", "n_vars", "seed", "schedule", "latent", "steps", "seconds", "abs_corr"]
     notes = (
-        "one_fit: the true latent, n_init=3, trained for the default's 20 epochs of 80 minibatches and for 20 full "
-        "passes (the default before); steps counts the longest start's epochs times minibatches. default_call: "
+        "one_fit: the true latent, n_init=3, trained for the default's 20 short epochs (160 minibatches) and for "
+        "20 full passes (the default before); steps counts the longest start's epochs times minibatches. default_call: "
         "ZConf(adata) with n_latent='auto' on the short epochs; the no-confounder preset should get no Z "
         "(abs_corr nan). 1 torch thread."
     )

@@ -167,7 +167,7 @@ def atlas(n_obs: int = 100_000, n_vars: int = 2000, seed: int = 0) -> None:
     notes = (
         f"Target (issue 16, for sparse counts): the default call to abs_corr ≥ 0.98 in ≤ 120 s. The default call took "
         f"{rows[0]['train_s'] / rows[1]['train_s']:.2f}x one fit. torch threads: {torch.get_num_threads()}. "
-        "epochs: of 80 minibatches each (the default schedule above 10,240 cells, "
+        "epochs: of 160 minibatches each (the default schedule above 20,480 cells, "
         "zconf.model.default_epoch_batches). Before the short epochs (2026-12-04, dense counts): 841 s, one fit 244 s."
     )
     columns = ["benchmark", "n_obs", "n_vars", "seed", "latent", "epochs", "train_s", "abs_corr"]

@@ -158,7 +158,7 @@ def test_candidates_train_for_the_default_steps_or_the_users_epochs(n_train):
     assert epochs % 2 == 0 and epochs <= full + 1
     assert epochs * batches >= min(800, full * batches)  # never fewer steps than the 10k x 1k trial's floor
     assert epochs * batches >= round(CANDIDATE_EPOCH_FRACTION * full) * batches - batches
-    assert (n_train > 10_240) == ("limit_train_batches" in schedule)  # large data: short epochs, as the final fit
+    assert (n_train > 20_480) == ("limit_train_batches" in schedule)  # large data: short epochs, as the final fit
     assert _candidate_schedule({"max_epochs": 6}, n_train) == {"max_epochs": 6}  # the user's epochs are kept
     users_limit = _candidate_schedule({"limit_train_batches": 0.5}, n_train)
     assert "limit_train_batches" not in users_limit  # the user's own limit travels in the train call

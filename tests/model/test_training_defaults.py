@@ -1,4 +1,4 @@
-"""The default schedule's length: about 1,600 steps at every size, in short epochs on large data."""
+"""The default schedule's length: 1,600 to 3,200 steps at every size, in short epochs on large data."""
 
 import pytest
 from lightning.pytorch.callbacks import Callback
@@ -10,10 +10,11 @@ from zconf.model import _training
 
 def test_large_data_get_short_epochs_small_data_full_ones():
     large = _training.resolve_train_kwargs(100_000, {}, {})
-    assert large["max_epochs"] == 20 and large["limit_train_batches"] == 80
-    assert large["max_epochs"] * large["limit_train_batches"] == _training.DEFAULT_TRAIN_STEPS
+    assert large["max_epochs"] == 20 and large["limit_train_batches"] == 160  # 3,200 steps
+    assert _training.resolve_train_kwargs(1_000_000, {}, {})["limit_train_batches"] == 160  # at any larger size
     small = _training.resolve_train_kwargs(10_000, {}, {})
     assert "limit_train_batches" not in small and small["max_epochs"] * 79 >= _training.DEFAULT_TRAIN_STEPS
+    assert "limit_train_batches" not in _training.resolve_train_kwargs(20_000, {}, {})  # 157 batches: full passes
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,8 @@ class _BatchCounter(Callback):
 
 
 def test_default_fit_trains_the_short_epochs(adata, monkeypatch):
-    monkeypatch.setattr(_training, "DEFAULT_TRAIN_STEPS", 40)  # 200 cells in batches of 64: 4 > 40 / 20 = 2
+    monkeypatch.setattr(_training, "MAX_DEFAULT_EPOCH_BATCHES", 2)  # 200 cells in batches of 64: 4 minibatches
+    monkeypatch.setattr(_training, "DEFAULT_TRAIN_STEPS", 40)  # and 20 epochs
     setup(adata)
     model = zconf.ZConf(adata, n_latent=1)
     counter = _BatchCounter()

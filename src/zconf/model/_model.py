@@ -213,8 +213,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         ----------
         max_epochs
             Number of epochs (predictor and generator epochs both count). ``None`` picks about 1,600
-            minibatch steps, between 20 and 200 epochs (:func:`~zconf.model.default_max_epochs`); above 80
-            minibatches per pass (10,240 cells at batch 128) these are 20 epochs of 80 minibatches drawn at
+            minibatch steps, between 20 and 200 epochs (:func:`~zconf.model.default_max_epochs`); above 160
+            minibatches per pass (20,480 cells at batch 128) these are 20 epochs of 160 minibatches drawn at
             random (:func:`~zconf.model.default_epoch_batches`, Lightning's ``limit_train_batches``), so that
             the default fit takes about the same time at any number of cells. A number here means full passes.
         batch_size
