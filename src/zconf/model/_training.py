@@ -78,10 +78,11 @@ def default_epoch_batches(n_obs: int, batch_size: int) -> int | None:
     default fit's time stops growing with the number of cells.
 
     Why 160 and not 80 (1,600 steps, as on small data): the weak confounder (``simulate("weak")``, 3 seeds)
-    at 40,000 cells was recovered at hard |corr| 0.79 / 0.74 / 0.73 with 80 minibatches per epoch, 0.81 / 0.77 /
-    0.79 with 160, 0.82 / 0.78 / 0.78 with 240 and 0.83 / 0.78 / 0.80 with 20 full passes (Bayes limit 0.86 /
-    0.81 / 0.83); at 100,000 cells 160 and 320 gave the same (benchmarks/results/epoch_cap*.md). A strong
-    confounder is recovered at 1.000 with either. The cap applies only to the default epochs: a ``max_epochs``
+    at 40,000 cells was recovered at a hard ``|corr|`` of 0.79 / 0.74 / 0.73 with 80 minibatches per epoch,
+    0.81 / 0.77 / 0.79 with 160, 0.82 / 0.78 / 0.78 with 240 and 0.83 / 0.78 / 0.80 with 20 full passes (Bayes
+    limit 0.86 / 0.81 / 0.83; benchmarks/results/epoch_cap*.md). At 100,000 cells (one-off runs, 2026-12-06), 80,
+    160 and 320 gave 0.65 / 0.78 / 0.77 on seed 0 and 0.82 / 0.81 / 0.82 on seed 1; seed 2 failed at every
+    length, 20 full passes included (0.06). A strong confounder is recovered at 1.000 with either. The cap applies only to the default epochs: a ``max_epochs``
     from the user means full passes, as in scvi-tools.
 
     Examples
