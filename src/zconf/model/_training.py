@@ -82,8 +82,8 @@ def default_epoch_batches(n_obs: int, batch_size: int) -> int | None:
     0.81 / 0.77 / 0.79 with 160, 0.82 / 0.78 / 0.78 with 240 and 0.83 / 0.78 / 0.80 with 20 full passes (Bayes
     limit 0.86 / 0.81 / 0.83; benchmarks/results/epoch_cap*.md). At 100,000 cells (one-off runs, 2026-12-06), 80,
     160 and 320 gave 0.65 / 0.78 / 0.77 on seed 0 and 0.82 / 0.81 / 0.82 on seed 1; seed 2 failed at every
-    length, 20 full passes included (0.06). A strong confounder is recovered at 1.000 with either. The cap applies only to the default epochs: a ``max_epochs``
-    from the user means full passes, as in scvi-tools.
+    length, 20 full passes included (0.06). A strong confounder is recovered at 1.000 with either. The cap
+    applies only to the default epochs: a ``max_epochs`` from the user means full passes, as in scvi-tools.
 
     Examples
     --------
