@@ -64,6 +64,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     _data_loader_cls = staticmethod(make_data_loader)
     _saved_before_defaults = {"use_observed_lib_size": False, "compositional_latent": False}  # (ZconfModelMixin)
     _saved_before_shapes = {"treatment_interactions": False}
+    _head_start = None  # a _training.HeadStart the candidates of n_latent="auto" share; None: each train() computes it
 
     def __init__(
         self,
@@ -106,11 +107,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         self.latent_selection_: pd.DataFrame | None = None
         auto = n_latent == "auto"
         distribution = latent_distribution or "bernoulli"
-        self.module = self._module_cls(
-            n_latent=(2 if distribution == "categorical" else 1) if auto else n_latent,
-            latent_distribution=distribution,
-            **self._module_kwargs,
-        )
+        first_size = (2 if distribution == "categorical" else 1) if auto else n_latent  # "auto" rebuilds it
+        self.module = self._module_cls(n_latent=first_size, latent_distribution=distribution, **self._module_kwargs)
         self._model_summary_string = (
             f"ZConf: n_latent={n_latent}, latent_distribution={latent_distribution!r}, n_hidden={n_hidden}, "
             f"relaxation={relaxation!r}, intercept={intercept}, use_observed_lib_size={use_observed_lib_size}, "

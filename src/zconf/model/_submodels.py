@@ -60,29 +60,25 @@ def registered_subset(model, cells: np.ndarray) -> AnnData:
     return subset
 
 
-def cell_copy(adata: AnnData, cells: np.ndarray, adata_manager=None) -> AnnData:
-    """A copy of some cells with a registration id of its own.
+def cell_copy(adata: AnnData, cells: np.ndarray, adata_manager) -> AnnData:
+    """A copy of some cells holding only what the model reads, with a registration id of its own.
 
-    A plain copy carries the original's id; registering it would replace the original's entry in scvi-tools'
-    class-level store, and forgetting it would unregister the user's AnnData. With ``adata_manager`` the copy
-    holds only what the model reads: the registered counts (``X`` or the one layer), ``obs`` and ``var``. The
-    other layers, ``obsm`` and ``uns`` stay behind: on simulated 100,000 x 2,000 data with dense ``X`` and two
-    dense layers, copying everything took 12.5 s of a 176 s default fit (four copies).
+    The copy holds the registered counts (``X`` or the one layer ``adata_manager`` names), ``obs`` and ``var``;
+    the other layers, ``obsm`` and ``uns`` stay behind: on simulated 100,000 x 2,000 data with dense ``X`` and
+    two dense layers, copying everything took 12.5 s of a 176 s default fit (four copies). A plain copy would
+    also carry the original's id; registering it would replace the original's entry in scvi-tools' class-level
+    store, and forgetting it would unregister the user's AnnData.
     """
-    if adata_manager is None:
-        copy = adata[cells].copy()
-    else:
-        counts_field = adata_manager.data_registry[REGISTRY_KEYS.X_KEY]
-        view = adata[cells]
-        counts = view.X if counts_field["attr_name"] == "X" else view.layers[counts_field["attr_key"]]
-        counts = counts.copy() if hasattr(counts, "copy") else np.array(counts)
-        layers = {} if counts_field["attr_name"] == "X" else {counts_field["attr_key"]: counts}
-        copy = AnnData(
-            X=counts if counts_field["attr_name"] == "X" else None,
-            obs=view.obs.copy(),
-            var=adata.var.copy(),
-            layers=layers,
-        )
+    counts_field = adata_manager.data_registry[REGISTRY_KEYS.X_KEY]
+    view = adata[cells]
+    in_x = counts_field["attr_name"] == "X"
+    counts = (view.X if in_x else view.layers[counts_field["attr_key"]]).copy()
+    copy = AnnData(
+        X=counts if in_x else None,
+        obs=view.obs.copy(),
+        var=adata.var.copy(),
+        layers={} if in_x else {counts_field["attr_key"]: counts},
+    )
     _assign_adata_uuid(copy, overwrite=True)
     return copy
 
@@ -94,13 +90,18 @@ def forget_model(sub_model, *others: AnnData) -> None:
     without this, each cross-fit would keep copies of the data alive for the rest of the session.
     """
     forget_data(type(sub_model), *others, sub_model.adata)
-    type(sub_model)._per_instance_manager_store.pop(sub_model.id, None)
+    forget_instance(sub_model)
 
 
 def forget_data(cls, *adatas: AnnData) -> None:
     """Drop scvi-tools' class-level registrations of AnnData copies (see :func:`forget_model`)."""
     for adata in adatas:
         cls._setup_adata_manager_store.pop(adata.uns.get(_SCVI_UUID_KEY), None)
+
+
+def forget_instance(sub_model) -> None:
+    """Drop the sub-model's own manager from scvi-tools' class-level store; its AnnData stays registered."""
+    type(sub_model)._per_instance_manager_store.pop(sub_model.id, None)
 
 
 def check_cross_fit(model, n_folds) -> np.ndarray:
@@ -251,7 +252,7 @@ def _score_candidate(
         "eligible": role in ADJUSTABLE_ROLES,
     }
     state = {key: value.detach().cpu().clone() for key, value in sub_model.module.state_dict().items()}
-    type(sub_model)._per_instance_manager_store.pop(sub_model.id, None)  # the shared data is forgotten last
+    forget_instance(sub_model)  # the shared training data is forgotten after the last candidate
     return scores, extra, z_train, state
 
 

@@ -282,8 +282,8 @@ def fit_with_restarts(
     runs = n_init if has_latent else 1
     screen = screening_epochs(total) if runs > 1 else total
 
-    # computed once for all starts; the candidates of n_latent="auto" share one (set on the model as _head_start)
-    start = getattr(model, "_head_start", None) or HeadStart.of(model, random_state, fit_glm=not model.is_trained_)
+    # computed once for all starts; the candidates of n_latent="auto" share one (ZConf._head_start)
+    start = model._head_start or HeadStart.of(model, random_state, fit_glm=not model.is_trained_)
 
     def fit(run: int) -> RunResult | None:
         with seeded(None if random_state is None else random_state + run):
