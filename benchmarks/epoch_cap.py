@@ -4,8 +4,8 @@ Run: ``.venv/bin/python -m benchmarks.epoch_cap [--n-obs 40000] [--seeds 0]``; w
 ``benchmarks/results/epoch_cap.{json,md}``. Above 20,480 cells the default trains 20 epochs of 160 minibatches
 (:func:`zconf.model.default_epoch_batches`); before, 20 full passes. For each preset one fit with the true
 latent (``n_init=3``) is trained both ways and its recovery compared (``one_fit`` rows); the default call
-(``n_latent="auto"``) is run on the short epochs for the no-confounder and weak presets (``default_call`` rows),
-where a spurious or a missed Z would show.
+(``n_latent="auto"``) is run on the short epochs for the no-confounder and weak presets (``default_call`` rows; also
+two binary confounders when ``--presets`` names ``two_binary``), where a spurious or a missed Z would show.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def _recovery(adata, model) -> float:
     return float(zconf.metrics.latent_recovery(adata.obsm["z_true"], model.get_latent_representation())["abs_corr"])
 
 
-def run(n_obs: int, seeds: list[int], presets: list[str]) -> list[dict]:
+def run(n_obs: int, seeds: list[int], presets: list[str], default_only: bool = False) -> list[dict]:
     rows = []
     for seed in seeds:
         for preset, (distribution, n_latent) in TRUE_LATENT.items():
-            if preset not in presets:
+            if preset not in presets or default_only:
                 continue
             adata = zconf.data.simulate(preset, n_obs=n_obs, random_state=seed)
             for schedule, max_epochs in (("short epochs (default)", None), ("20 full passes (before)", 20)):
@@ -70,7 +70,7 @@ def run(n_obs: int, seeds: list[int], presets: list[str]) -> list[dict]:
                     }
                 )
                 print(rows[-1], flush=True)
-        for preset in [p for p in ("no_confounder", "weak") if p in presets]:
+        for preset in [p for p in ("no_confounder", "weak", "two_binary") if p in presets]:
             adata = zconf.data.simulate(preset, n_obs=n_obs, random_state=seed)
             model, seconds = _fit(adata, seed, None)
             rows.append(
@@ -96,9 +96,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--presets", nargs="+", default=[*TRUE_LATENT, "no_confounder"])
     parser.add_argument("--suffix", default="", help="appended to the results' name (runs split over processes)")
+    parser.add_argument("--default-only", action="store_true", help="only the default calls (n_latent='auto')")
     args = parser.parse_args(argv)
     quiet()
-    rows = run(args.n_obs, args.seeds, args.presets)
+    rows = run(args.n_obs, args.seeds, args.presets, args.default_only)
     columns = ["benchmark", "preset", "n_obs", "n_vars", "seed", "schedule", "latent", "steps", "seconds", "abs_corr"]
     notes = (
         "one_fit: the true latent, n_init=3, trained for the default's 20 short epochs (160 minibatches) and for "

@@ -170,22 +170,52 @@ HELD_OUT_FRACTION = 0.2
 #:   binary confounders gave Bernoulli 3-4 in 4 of 4 seeds (RMSE 1.02-1.33x the oracle), a 4-level one Bernoulli 4
 #:   or categorical 5 in 3 of 3. So every candidate with Z starts afresh, from the fit without Z.
 CANDIDATE_EPOCH_FRACTION = 1.0
+#: On large data (the default's short epochs, :func:`zconf.model._training.default_epoch_batches`) the candidates
+#: train for this share of the default epochs (10 of 20 epochs of 160 minibatches: 1,600 steps, what a data set of
+#: 10,000 cells gets in all, and on which the choice is measured), and the chosen candidate then trains on all cells
+#: for the rest (:class:`zconf.model._training.WarmStart`): its whole training is the default schedule's 3,200
+#: steps. Measured at 100,000 x 2,000 (2026-12-07, ``benchmarks/results/scale_atlas.md``): the candidates were
+#: most of the default call (three of them at 3,200-3,840 steps each against a 320-step final fit).
+LARGE_DATA_CANDIDATE_FRACTION = 0.5
 
 
 def _candidate_schedule(train_call: dict, n_train: int) -> dict:
     """``max_epochs`` of a candidate fit: what the user asked for, else a share of the default for its cells.
 
-    See :data:`CANDIDATE_EPOCH_FRACTION`; the default share is even, so that the last phase is a generator phase.
-    The default's epoch length on large data (:func:`zconf.model._training.default_epoch_batches`) comes along,
-    unless the user set ``limit_train_batches``.
+    See :data:`CANDIDATE_EPOCH_FRACTION` and :data:`LARGE_DATA_CANDIDATE_FRACTION`; the default share is even,
+    so that the last phase is a generator phase. The default's epoch length on large data
+    (:func:`zconf.model._training.default_epoch_batches`) comes along, unless the user set ``limit_train_batches``.
     """
     if train_call.get("max_epochs"):
         return {"max_epochs": train_call["max_epochs"]}
     default = _training.default_schedule(n_train, min(train_call.get("batch_size") or 128, n_train))
-    epochs = max(2, round(CANDIDATE_EPOCH_FRACTION * default.pop("max_epochs")))
+    fraction = LARGE_DATA_CANDIDATE_FRACTION if "limit_train_batches" in default else CANDIDATE_EPOCH_FRACTION
+    epochs = max(2, round(fraction * default.pop("max_epochs")))
     if train_call.get("limit_train_batches") is not None:
         default.pop("limit_train_batches", None)
     return {"max_epochs": epochs + (epochs % 2), **default}
+
+
+#: The test of a candidate's link to the treatment (:class:`zconf.analysis.TreatmentLink`) sums the gains of at
+#: most this many cells: every held-out cell, and training cells drawn at random for the rest. At 100,000 cells
+#: the pass over the 80,000 training cells cost 4-5 s per candidate with Z, and 40,000 cells leave the test
+#: ample power: a link worth 0.0002 nats per cell gives a statistic of 16 on one degree of freedom (p < 1e-4);
+#: the ``confounded`` preset's is 0.017 nats per cell, the ``weak`` one's 0.0016.
+LINK_TEST_MAX_CELLS = 40_000
+
+
+def link_test_cells(n_train: int, n_held_out: int, random_state: int | None) -> np.ndarray:
+    """Positions of the training cells whose gains enter the link test, in order (all up to the cap).
+
+    Examples
+    --------
+    >>> len(link_test_cells(8_000, 2_000, 0)), len(link_test_cells(80_000, 20_000, 0))
+    (8000, 20000)
+    """
+    n_drawn = max(LINK_TEST_MAX_CELLS - n_held_out, 0)
+    if n_train <= n_drawn:
+        return np.arange(n_train)
+    return np.sort(np.random.default_rng(random_state or 0).choice(n_train, n_drawn, replace=False))
 
 
 def candidates_to_try(distribution: str | None, max_latent: int, max_levels: int) -> list[tuple[str, int]]:
@@ -224,10 +254,13 @@ def _score_candidate(
         if "start" not in shared_start:  # the same training cells and head coding: one start for all candidates
             shared_start["start"] = _training.HeadStart.of(sub_model, train_call.get("random_state"))
         sub_model._head_start = shared_start["start"]
+        if n_latent == 0:  # every step trains its heads (no generator): as many head steps as the others' phases
+            schedule = {**schedule, "max_epochs": max(1, schedule["max_epochs"] // 2)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the final model warns about its own Z-hat
             sub_model.train(**{**train_call, **schedule})
-    scores = sub_model.get_marginal_log_likelihood(held_out_cells)
+    held_out_terms = sub_model._per_cell(sub_model.module.marginal_and_gain, held_out_cells, None, None)
+    scores = held_out_terms[:, 0]
     overlap = sub_model.state_overlap(held_out_cells)
     judged = overlap[overlap["share"] >= MIN_STATE_SHARE]["treated_share"]
     z_train = sub_model.get_latent_representation(soft=True)
@@ -235,7 +268,8 @@ def _score_candidate(
     if n_latent == 0:  # one state: the gain is 0 by construction (a full pass at 100,000 cells took 5.5 s)
         gain = np.zeros(training.n_obs + held_out_cells.n_obs)
     else:
-        gain = np.concatenate([sub_model.get_confounding_gain(), sub_model.get_confounding_gain(held_out_cells)])
+        link_cells = link_test_cells(training.n_obs, held_out_cells.n_obs, train_call.get("random_state"))
+        gain = np.concatenate([sub_model.get_confounding_gain(indices=link_cells), held_out_terms[:, 1]])
     link = TreatmentLink.of(gain, z_columns.shape[1])
     data = sub_model.regression_data()
     imbalance = arm_imbalance(z_columns, data.covariates, data.treatment)
@@ -306,7 +340,7 @@ def _fit_candidates(model, candidates: list, training: AnnData, held_out_cells: 
     return scores, seconds, extra, z_train, states
 
 
-def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, dict]:
+def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, _training.WarmStart]:
     """Fit the candidates on 80% of the cells and score them on the other 20%.
 
     Each candidate is trained like the final model (the same keywords, restarts, seed and epochs),
@@ -323,7 +357,7 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
     Returns
     -------
     The chosen ``(latent_distribution, n_latent)``, :func:`zconf.analysis.selection_table` and the chosen
-    candidate's trained module state.
+    candidate's trained module state with its epochs (:class:`zconf.model._training.WarmStart`).
     """
     treatment = model.regression_data().treatment
     random_state = train_call.get("random_state")
@@ -347,15 +381,16 @@ def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[st
             candidate_label(best_fit),
             candidate_label(chosen),
         )
-    return chosen, selection_table(scores, chosen, seconds, extra), states[chosen]
+    warm = _training.WarmStart(states[chosen], schedule["max_epochs"])
+    return chosen, selection_table(scores, chosen, seconds, extra), warm
 
 
-def choose_n_latent(model) -> dict:
+def choose_n_latent(model) -> _training.WarmStart:
     """Choose ``model``'s latent family and size by held-out likelihood, store the table and rebuild its module.
 
     Returns
     -------
-    The chosen candidate's trained module state, from which the final fit on all cells starts
+    The chosen candidate's trained module state and epochs, from which the final fit on all cells starts
     (:func:`zconf.model._training.fit_with_restarts`'s ``warm_state``).
     """
     params = model.init_params_["non_kwargs"]

@@ -122,6 +122,31 @@ def screening_epochs(max_epochs: int) -> int:
     return _even_share(max_epochs, SCREENING_FRACTION)
 
 
+#: A screening epoch is at most this many minibatches. On large data the default epochs are 160 minibatches
+#: (:func:`default_epoch_batches`), and a screen of 2 of them took 320 steps, twice what it takes at 10,000 cells
+#: (2 epochs of 79), where :data:`SCREENING_FRACTION` was measured; with three starts per candidate of
+#: ``n_latent="auto"``, screens were 40% of its cost at 100,000 x 2,000.
+SCREENING_EPOCH_BATCHES = 80
+
+
+def screening_kwargs(train_kwargs: dict) -> dict:
+    """The training keywords of one screening run: :func:`screening_epochs`, of at most
+    :data:`SCREENING_EPOCH_BATCHES` minibatches each when the epochs are limited to more.
+
+    Examples
+    --------
+    >>> screening_kwargs({"max_epochs": 20, "limit_train_batches": 160})
+    {'max_epochs': 2, 'limit_train_batches': 80}
+    >>> screening_kwargs({"max_epochs": 200})
+    {'max_epochs': 16}
+    """
+    screen = {**train_kwargs, "max_epochs": screening_epochs(train_kwargs["max_epochs"])}
+    limit = train_kwargs.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > SCREENING_EPOCH_BATCHES:
+        screen["limit_train_batches"] = SCREENING_EPOCH_BATCHES
+    return screen
+
+
 def is_distributed(train_kwargs: dict) -> bool:
     """Whether the Trainer keywords ask for more than one device or process (DDP and friends)."""
     devices = train_kwargs.get("devices")
@@ -262,25 +287,49 @@ def fine_tune_epochs(max_epochs: int) -> int:
     return _even_share(max_epochs, FINE_TUNE_FRACTION)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """The chosen candidate of ``n_latent="auto"``: its trained module state and the epochs it trained for."""
+
+    state: dict
+    epochs: int
+
+    def remaining_epochs(self, max_epochs: int) -> int:
+        """Epochs of the final fit: the rest of ``max_epochs``, at least :func:`fine_tune_epochs`, even.
+
+        On small data a candidate trains for all the default epochs and the final fit only fine-tunes it on all
+        cells; on large data a candidate trains for part of them (see
+        ``zconf.model._submodels.LARGE_DATA_CANDIDATE_FRACTION``) and the final fit trains for the rest.
+
+        Examples
+        --------
+        >>> WarmStart({}, 20).remaining_epochs(20), WarmStart({}, 10).remaining_epochs(20)
+        (2, 10)
+        """
+        rest = max_epochs - self.epochs
+        return max(fine_tune_epochs(max_epochs), rest + (rest % 2))
+
+
 def fit_with_restarts(
-    model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None, warm_state: dict | None = None
+    model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None, warm: WarmStart | None = None
 ) -> None:
     """Screening runs from ``n_init`` starts (plus restarts of collapsed fits); the best is trained on.
 
     With one start, that start is trained for all ``max_epochs``. Without Z the heads are GLMs with one
-    optimum, so one start is used. With ``warm_state`` (the chosen candidate of ``n_latent="auto"``, trained
-    with its own restarts) the module starts from it and trains for :func:`fine_tune_epochs` only.
+    optimum, so one start is used. With ``warm`` (the chosen candidate of ``n_latent="auto"``, trained
+    with its own restarts) the module starts from it and trains for :meth:`WarmStart.remaining_epochs` only.
     """
     total = train_kwargs["max_epochs"]
-    if warm_state is not None:
-        model.module.load_state_dict(warm_state)
+    if warm is not None:
+        model.module.load_state_dict(warm.state)
         model.module.baselines_fitted.fill_(False)  # the DBPR baselines (when used) are refitted on all cells
         with seeded(random_state):
-            model._train_once({**train_kwargs, "max_epochs": fine_tune_epochs(total)})
+            model._train_once({**train_kwargs, "max_epochs": warm.remaining_epochs(total)})
         return
     has_latent = model.n_latent_ > 0
     runs = n_init if has_latent else 1
-    screen = screening_epochs(total) if runs > 1 else total
+    screen_kwargs = screening_kwargs(train_kwargs) if runs > 1 else train_kwargs
+    screen = screen_kwargs["max_epochs"]
 
     # computed once for all starts; the candidates of n_latent="auto" share one (ZConf._head_start)
     start = model._head_start or HeadStart.of(model, random_state, fit_glm=not model.is_trained_)
@@ -294,7 +343,7 @@ def fit_with_restarts(
                 if run > 0 or random_state is not None:  # the seed decides the initial weights too
                     model.module.reset_parameters()
                 start.apply(model.module)
-            model._train_once({**train_kwargs, "max_epochs": screen})
+            model._train_once(screen_kwargs)
         if "elbo_train" not in (model.history_ or {}):  # a non-zero DDP rank keeps no history
             return None
         collapsed = is_collapsed(model.get_latent_representation(soft=True), model.module.latent)

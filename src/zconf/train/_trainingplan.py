@@ -163,7 +163,14 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
 
     @property
     def phase(self) -> str:
-        """Phase of the current epoch (the epoch-level schedules)."""
+        """Phase of the current epoch (the epoch-level schedules); always the predictor's without Z.
+
+        A model without Z (``n_latent=0``) has no generator to train, so each of its steps trains the heads: half
+        the steps of an alternating schedule give the same head updates (the candidate without Z of
+        ``n_latent="auto"`` on large data, where it is not fitted exactly).
+        """
+        if self.module.n_latent == 0:
+            return "predictor"
         if self._convergence is not None:
             return self._convergence.phase
         return phase_for_epoch(self.current_epoch, self.predictor_epochs, self.generator_epochs, self.schedule)
@@ -233,7 +240,8 @@ class ZConfTrainingPlan(ManualOptimizationPlan):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """One forward and one backward; step only the optimizers of the active sub-networks."""
-        phase = self.phase if self.predictor_steps is None else phase_for_step(self._n_steps, self.predictor_steps)
+        by_step = self.predictor_steps is not None and self.module.n_latent > 0
+        phase = phase_for_step(self._n_steps, self.predictor_steps) if by_step else self.phase
         self._n_steps += 1
         self.module.set_phase(phase)
         optimizers = self.optimizers()
