@@ -340,7 +340,9 @@ def _fit_candidates(model, candidates: list, training: AnnData, held_out_cells: 
     return scores, seconds, extra, z_train, states
 
 
-def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, _training.WarmStart]:
+def select_n_latent(
+    model, candidates: list, train_call: dict
+) -> tuple[tuple[str, int], pd.DataFrame, _training.WarmStart]:
     """Fit the candidates on 80% of the cells and score them on the other 20%.
 
     Each candidate is trained like the final model (the same keywords, restarts, seed and epochs),

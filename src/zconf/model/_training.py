@@ -130,8 +130,9 @@ SCREENING_EPOCH_BATCHES = 80
 
 
 def screening_kwargs(train_kwargs: dict) -> dict:
-    """The training keywords of one screening run: :func:`screening_epochs`, of at most
-    :data:`SCREENING_EPOCH_BATCHES` minibatches each when the epochs are limited to more.
+    """The training keywords of one screening run: :func:`screening_epochs` epochs.
+
+    Each is of at most :data:`SCREENING_EPOCH_BATCHES` minibatches when the epochs are limited to more.
 
     Examples
     --------
