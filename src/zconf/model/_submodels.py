@@ -169,28 +169,24 @@ HELD_OUT_FRACTION = 0.2
 #:   model also carries its parent's extra training, a gain the forward stop credits to the new column: two
 #:   binary confounders gave Bernoulli 3-4 in 4 of 4 seeds (RMSE 1.02-1.33x the oracle), a 4-level one Bernoulli 4
 #:   or categorical 5 in 3 of 3. So every candidate with Z starts afresh, from the fit without Z.
+#: - on large data (2026-12-07), candidates of half the default epochs (1,600 steps, the whole training of a
+#:   10,000-cell data set), the chosen one finishing them on all cells: the default call took 119 s instead of
+#:   150 s at 100,000 x 2,000, but the ``weak`` confounder at 40,000 cells was missed on 2 of 3 seeds (its
+#:   Bernoulli 1 had found a state not yet linked to the treatment; with all the epochs, |corr| 0.82 and 0.77).
 CANDIDATE_EPOCH_FRACTION = 1.0
-#: On large data (the default's short epochs, :func:`zconf.model._training.default_epoch_batches`) the candidates
-#: train for this share of the default epochs (10 of 20 epochs of 160 minibatches: 1,600 steps, what a data set of
-#: 10,000 cells gets in all, and on which the choice is measured), and the chosen candidate then trains on all cells
-#: for the rest (:class:`zconf.model._training.WarmStart`): its whole training is the default schedule's 3,200
-#: steps. Measured at 100,000 x 2,000 (2026-12-07, ``benchmarks/results/scale_atlas.md``): the candidates were
-#: most of the default call (three of them at 3,200-3,840 steps each against a 320-step final fit).
-LARGE_DATA_CANDIDATE_FRACTION = 0.5
 
 
 def _candidate_schedule(train_call: dict, n_train: int) -> dict:
     """``max_epochs`` of a candidate fit: what the user asked for, else a share of the default for its cells.
 
-    See :data:`CANDIDATE_EPOCH_FRACTION` and :data:`LARGE_DATA_CANDIDATE_FRACTION`; the default share is even,
-    so that the last phase is a generator phase. The default's epoch length on large data
-    (:func:`zconf.model._training.default_epoch_batches`) comes along, unless the user set ``limit_train_batches``.
+    See :data:`CANDIDATE_EPOCH_FRACTION`; the default share is even, so that the last phase is a generator phase.
+    The default's epoch length on large data (:func:`zconf.model._training.default_epoch_batches`) comes along,
+    unless the user set ``limit_train_batches``.
     """
     if train_call.get("max_epochs"):
         return {"max_epochs": train_call["max_epochs"]}
     default = _training.default_schedule(n_train, min(train_call.get("batch_size") or 128, n_train))
-    fraction = LARGE_DATA_CANDIDATE_FRACTION if "limit_train_batches" in default else CANDIDATE_EPOCH_FRACTION
-    epochs = max(2, round(fraction * default.pop("max_epochs")))
+    epochs = max(2, round(CANDIDATE_EPOCH_FRACTION * default.pop("max_epochs")))
     if train_call.get("limit_train_batches") is not None:
         default.pop("limit_train_batches", None)
     return {"max_epochs": epochs + (epochs % 2), **default}
@@ -340,9 +336,7 @@ def _fit_candidates(model, candidates: list, training: AnnData, held_out_cells: 
     return scores, seconds, extra, z_train, states
 
 
-def select_n_latent(
-    model, candidates: list, train_call: dict
-) -> tuple[tuple[str, int], pd.DataFrame, _training.WarmStart]:
+def select_n_latent(model, candidates: list, train_call: dict) -> tuple[tuple[str, int], pd.DataFrame, dict]:
     """Fit the candidates on 80% of the cells and score them on the other 20%.
 
     Each candidate is trained like the final model (the same keywords, restarts, seed and epochs),
@@ -359,7 +353,7 @@ def select_n_latent(
     Returns
     -------
     The chosen ``(latent_distribution, n_latent)``, :func:`zconf.analysis.selection_table` and the chosen
-    candidate's trained module state with its epochs (:class:`zconf.model._training.WarmStart`).
+    candidate's trained module state.
     """
     treatment = model.regression_data().treatment
     random_state = train_call.get("random_state")
@@ -383,16 +377,15 @@ def select_n_latent(
             candidate_label(best_fit),
             candidate_label(chosen),
         )
-    warm = _training.WarmStart(states[chosen], schedule["max_epochs"])
-    return chosen, selection_table(scores, chosen, seconds, extra), warm
+    return chosen, selection_table(scores, chosen, seconds, extra), states[chosen]
 
 
-def choose_n_latent(model) -> _training.WarmStart:
+def choose_n_latent(model) -> dict:
     """Choose ``model``'s latent family and size by held-out likelihood, store the table and rebuild its module.
 
     Returns
     -------
-    The chosen candidate's trained module state and epochs, from which the final fit on all cells starts
+    The chosen candidate's trained module state, from which the final fit on all cells starts
     (:func:`zconf.model._training.fit_with_restarts`'s ``warm_state``).
     """
     params = model.init_params_["non_kwargs"]

@@ -288,44 +288,21 @@ def fine_tune_epochs(max_epochs: int) -> int:
     return _even_share(max_epochs, FINE_TUNE_FRACTION)
 
 
-@dataclass(frozen=True)
-class WarmStart:
-    """The chosen candidate of ``n_latent="auto"``: its trained module state and the epochs it trained for."""
-
-    state: dict
-    epochs: int
-
-    def remaining_epochs(self, max_epochs: int) -> int:
-        """Epochs of the final fit: the rest of ``max_epochs``, at least :func:`fine_tune_epochs`, even.
-
-        On small data a candidate trains for all the default epochs and the final fit only fine-tunes it on all
-        cells; on large data a candidate trains for part of them (see
-        ``zconf.model._submodels.LARGE_DATA_CANDIDATE_FRACTION``) and the final fit trains for the rest.
-
-        Examples
-        --------
-        >>> WarmStart({}, 20).remaining_epochs(20), WarmStart({}, 10).remaining_epochs(20)
-        (2, 10)
-        """
-        rest = max_epochs - self.epochs
-        return max(fine_tune_epochs(max_epochs), rest + (rest % 2))
-
-
 def fit_with_restarts(
-    model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None, warm: WarmStart | None = None
+    model, train_kwargs: dict, n_init: int, max_restarts: int, random_state: int | None, warm_state: dict | None = None
 ) -> None:
     """Screening runs from ``n_init`` starts (plus restarts of collapsed fits); the best is trained on.
 
     With one start, that start is trained for all ``max_epochs``. Without Z the heads are GLMs with one
-    optimum, so one start is used. With ``warm`` (the chosen candidate of ``n_latent="auto"``, trained
-    with its own restarts) the module starts from it and trains for :meth:`WarmStart.remaining_epochs` only.
+    optimum, so one start is used. With ``warm_state`` (the chosen candidate of ``n_latent="auto"``, trained
+    with its own restarts) the module starts from it and trains for :func:`fine_tune_epochs` only.
     """
     total = train_kwargs["max_epochs"]
-    if warm is not None:
-        model.module.load_state_dict(warm.state)
+    if warm_state is not None:
+        model.module.load_state_dict(warm_state)
         model.module.baselines_fitted.fill_(False)  # the DBPR baselines (when used) are refitted on all cells
         with seeded(random_state):
-            model._train_once({**train_kwargs, "max_epochs": warm.remaining_epochs(total)})
+            model._train_once({**train_kwargs, "max_epochs": fine_tune_epochs(total)})
         return
     has_latent = model.n_latent_ > 0
     runs = n_init if has_latent else 1
