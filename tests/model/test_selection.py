@@ -81,6 +81,10 @@ def test_paired_gain_rule_and_forward_stop():
     noise = rng.normal(0, 1, 800)
     assert not PairedGain.of(base + 0.01 * noise, base).clear  # a tie: no clear gain
     assert PairedGain.of(base + 0.5 + noise, base).clear  # 0.5 nats per cell, SE 0.035
+    # large data: 0.03 nats per cell is 30 SEs, yet below the floor a more complex model must clear
+    many = rng.normal(-200, 10, 200_000)
+    small_gain = PairedGain.of(many + 0.03 + 0.05 * rng.normal(size=200_000), many)
+    assert small_gain.mean > 20 * small_gain.se and not small_gain.clear
     scores = {0: base, 1: base + 2 + noise, 2: base + 2 + noise + 0.001 * rng.normal(size=800)}
     assert choose_smallest_supported(scores) == 1
     assert stops_early(scores, 2) and not stops_early(scores, 1)

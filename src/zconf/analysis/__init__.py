@@ -9,6 +9,7 @@ from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
 
 # constants the model floor imports; not in __all__ (the API reference lists functions)
+from ._selection import MIN_GAIN_PER_CELL as MIN_GAIN_PER_CELL
 from ._selection import MIN_STATE_SHARE as MIN_STATE_SHARE
 from ._selection import NO_LATENT as NO_LATENT
 from ._selection import OVERLAP_RANGE as OVERLAP_RANGE

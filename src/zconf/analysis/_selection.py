@@ -10,6 +10,12 @@ import pandas as pd
 #: A larger model is chosen only when its mean held-out gain per cell exceeds this many standard errors of the
 #: paired difference (one-sided, about a 2% false-alarm rate per step under no gain).
 GAIN_Z = 2.0
+#: ... and only when that gain is at least this many nats per held-out cell. On large data the standard errors are
+#: tiny, and a model with more states wins by fitting whatever the others misfit: two binary confounders at 40,000
+#: cells (seed 2) chose a 5-level categorical that beat Bernoulli 2 by 0.026 nats per cell (SE 0.004), with effects
+#: 1.26x the true-Z oracle's RMSE and a false-discovery proportion of 0.37; with this floor, Bernoulli 2 (1.00x,
+#: 0.17). The confounders of the presets gain 0.2-0.5 (weak) to 6-11 nats per cell (2026-12-07).
+MIN_GAIN_PER_CELL = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,8 @@ class PairedGain:
 
     @property
     def clear(self) -> bool:
-        """Whether the larger model is clearly better: a gain above ``GAIN_Z`` standard errors."""
-        return self.mean > GAIN_Z * self.se
+        """Whether the larger model is clearly better: a gain above ``GAIN_Z`` SEs and ``MIN_GAIN_PER_CELL``."""
+        return self.mean > max(GAIN_Z * self.se, MIN_GAIN_PER_CELL)
 
 
 #: A candidate of the automatic choice: ``(latent_distribution, n_latent)``; ``("none", 0)`` is the model without Z.

@@ -22,8 +22,8 @@ n_latent
     Z, Bernoulli 1 to ``max_latent`` factors, categorical 3 to ``max_levels`` levels) are trained on 80% of
     the cells (stratified by treatment) and scored by the exact marginal log-likelihood log p(D, Y | X) of the
     other 20% (:meth:`get_marginal_log_likelihood`). The simplest candidate that no more complex one beats by
-    more than two standard errors of the paired per-cell difference is chosen, and the final model starts from
-    it and trains on all cells for a tenth of the epochs;
+    more than two standard errors of the paired per-cell difference (and 0.05 nats per cell) is chosen, and the
+    final model starts from it and trains on all cells for a tenth of the epochs;
     candidates with a state of poor overlap (:meth:`state_overlap`) are never chosen. The choice is stored in
     ``n_latent_`` and ``latent_distribution_``, the scores in ``latent_selection_``.
 max_latent
