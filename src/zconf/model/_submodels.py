@@ -171,7 +171,7 @@ HELD_OUT_FRACTION = 0.2
 #:   or categorical 5 in 3 of 3. So every candidate with Z starts afresh, from the fit without Z.
 #: - on large data (2026-12-07), candidates of half the default epochs (1,600 steps, the whole training of a
 #:   10,000-cell data set), the chosen one finishing them on all cells: the default call took 119 s instead of
-#:   150 s at 100,000 x 2,000, but the ``weak`` confounder at 40,000 cells was missed on 2 of 3 seeds (its
+#:   179 s at 100,000 x 2,000, but the ``weak`` confounder at 40,000 cells was missed on 2 of 3 seeds (its
 #:   Bernoulli 1 had found a state not yet linked to the treatment; with all the epochs, |corr| 0.82 and 0.77).
 CANDIDATE_EPOCH_FRACTION = 1.0
 
