@@ -142,7 +142,7 @@ def agreement(y: np.ndarray, d: np.ndarray) -> dict:
     far = diff_same >= 1e-3
     data = RegressionData(counts=y, covariates=np.zeros((len(d), 0)), treatment=d)
     start = time.perf_counter()
-    ours = pseudobulk_effects(data, np.arange(len(d)))
+    ours = pseudobulk_effects(data, np.arange(len(d)), min_cells=0)  # rows are already pseudobulks
     seconds_ours = time.perf_counter() - start
     diff_ours = np.abs(ours["lfc"].to_numpy()[ok] - lfc_ref[ok])
     return {
@@ -251,7 +251,7 @@ def run(args) -> list[dict]:
                 rows.append({**base, "method": "pydeseq2_cd4", **_score(p_ref, padj_ref, flag)})
                 _keep(pooled, design, "pydeseq2_cd4", p_ref, flag)
                 ours = pseudobulk_effects(
-                    RegressionData(counts=y_cd4, covariates=np.zeros((8, 0)), treatment=d_cd4), donors
+                    RegressionData(counts=y_cd4, covariates=np.zeros((8, 0)), treatment=d_cd4), donors, min_cells=0
                 )
                 p, padj, flag = _pseudobulk(ours, truth)
                 rows.append({**base, "method": "pseudobulk_cd4", **_score(p, padj, flag)})

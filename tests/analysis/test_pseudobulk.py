@@ -155,3 +155,17 @@ def test_too_few_samples_or_df_raises():
     many = rng.integers(0, 2, (len(d), 3)).astype(float)
     with pytest.raises(ValueError, match="no residual degrees of freedom"):
         pseudobulk_effects(_data(counts, d), samples, many)
+
+
+def test_pseudobulks_of_few_cells_are_left_out_and_named():
+    counts, samples, d, _ = _simulate(n_genes=20, cells=40)
+    few = np.flatnonzero(samples == 5)[5:]  # sample 5 keeps 5 cells
+    keep = np.setdiff1d(np.arange(len(d)), few)
+    counts, samples, d = counts[keep], samples[keep], d[keep]
+    with pytest.warns(UserWarning, match=r"min_cells=10 cells: 5 \(5\)"):
+        table = pseudobulk_effects(_data(counts, d), samples)
+    assert (table["n_samples_treated"] == 3).all() and (table["df_residual"] == 7 - 2).all()
+    kept = pseudobulk_effects(_data(counts, d), samples, min_cells=0)
+    assert (kept["n_samples_treated"] == 4).all()
+    with pytest.raises(ValueError, match="min_cells"):
+        pseudobulk_effects(_data(counts, d), samples, min_cells=-1)

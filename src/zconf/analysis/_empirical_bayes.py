@@ -43,7 +43,9 @@ def _trigamma_inverse(x: float) -> float:
     return float(y)
 
 
-def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+def squeeze_var(
+    s2: np.ndarray, df: float | np.ndarray, covariate: np.ndarray | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Empirical-Bayes squeezing of per-gene variances towards a prior (limma's ``squeezeVar``, moment method).
 
     ``s2 ~ s0² χ²_d0 / d0`` a priori (Smyth 2004): the prior df ``d0`` and scale ``s0²`` are matched to the
@@ -55,7 +57,8 @@ def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) 
     s2
         Per-gene variance estimates (QL dispersions), ``(n_genes,)``; non-finite entries are left out.
     df
-        Their residual degrees of freedom.
+        Their residual degrees of freedom: one value, or one per gene (limma's ``fitFDist`` with unequal df;
+        the bias-adjusted deviances of :mod:`._ql_deviance` have fractional df per gene).
     covariate
         Optional ``(n_genes,)`` covariate of the prior scale.
 
@@ -65,11 +68,13 @@ def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) 
     sampling alone) and prior scales ``(n_genes,)``.
     """
     s2 = np.asarray(s2, dtype=float)
-    ok = np.isfinite(s2)
-    x = np.clip(s2, 0, None)
+    df = np.broadcast_to(np.asarray(df, dtype=float), s2.shape)
+    ok = np.isfinite(s2) & (df > 0)
+    x = np.clip(np.where(ok, s2, 0.0), 0, None)
     floor = np.median(x[ok]) if ok.any() else 1.0
     x = np.maximum(x, 1e-5 * (floor if floor > 0 else 1.0))  # limma's floor: log of exact zeros
-    e = np.log(x) - special.digamma(df / 2) + np.log(df / 2)
+    df_ok = np.where(ok, df, 1.0)
+    e = np.log(x) - special.digamma(df_ok / 2) + np.log(df_ok / 2)
     if covariate is not None:
         emean = np.full_like(e, np.nan)
         # A trend of the mean of e, not of its median: e (a log of a scaled chi-square) is skewed to the left, so
@@ -79,11 +84,11 @@ def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) 
         emean[ok] = running_trend(np.asarray(covariate, dtype=float)[ok], e[ok], robust=False)
     else:
         emean = np.full_like(e, e[ok].mean())
-    evar = np.sum((e[ok] - emean[ok]) ** 2) / max(ok.sum() - 1, 1) - special.polygamma(1, df / 2)
+    evar = np.sum((e[ok] - emean[ok]) ** 2) / max(ok.sum() - 1, 1) - np.mean(special.polygamma(1, df[ok] / 2))
     if evar > 0:
         d0 = 2 * _trigamma_inverse(float(evar))
         s0 = np.exp(emean + special.digamma(d0 / 2) - np.log(d0 / 2))
-        post = (d0 * s0 + df * x) / (d0 + df)
+        post = (d0 * s0 + df_ok * x) / (d0 + df_ok)
     else:
         d0, s0 = np.inf, np.exp(emean)
         post = s0.copy()
@@ -91,7 +96,7 @@ def squeeze_var(s2: np.ndarray, df: float, covariate: np.ndarray | None = None) 
     return post, d0, s0
 
 
-def robust_prior_df(s2: np.ndarray, df: float, d0: float, s0: np.ndarray) -> np.ndarray:
+def robust_prior_df(s2: np.ndarray, df: float | np.ndarray, d0: float, s0: np.ndarray) -> np.ndarray:
     """Per-gene prior df that give genes with outlying large variances less of the prior (robust squeezing).
 
     A simplified form of limma's ``robust=TRUE`` (Phipson et al. 2016, Ann. Appl. Stat. 10:946), which edgeR's
@@ -123,14 +128,15 @@ def robust_prior_df(s2: np.ndarray, df: float, d0: float, s0: np.ndarray) -> np.
     Prior df per gene ``(n_genes,)``, between 0 and ``d0``.
     """
     s2 = np.asarray(s2, dtype=float)
+    df = np.broadcast_to(np.asarray(df, dtype=float), s2.shape)
     out = np.full(s2.shape, float(d0))
-    ok = np.isfinite(s2)
+    ok = np.isfinite(s2) & (df > 0)
     if not np.isfinite(d0) or ok.sum() < 2:
         return out
     ratio = s2[ok] / np.asarray(s0, dtype=float)[ok]
     n = ok.sum()
     expected_tail = (n - stats.rankdata(ratio) + 0.5) / n
-    not_outlier = np.minimum(1.0, stats.f.sf(ratio, df, d0) / expected_tail)
+    not_outlier = np.minimum(1.0, stats.f.sf(ratio, df[ok], d0) / expected_tail)
     out[ok] = not_outlier * d0
     return out
 
@@ -140,7 +146,7 @@ MAX_PRIOR_DF = 1e6
 
 
 def moderate_variances(
-    s2: np.ndarray, df: float, covariate: np.ndarray | None = None, *, robust: bool = True
+    s2: np.ndarray, df: float | np.ndarray, covariate: np.ndarray | None = None, *, robust: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior variances and the test's denominator df: :func:`squeeze_var`, then :func:`robust_prior_df`.
 
