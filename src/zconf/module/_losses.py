@@ -61,6 +61,10 @@ def nb_log_kernel(y: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tens
 
 #: Above this share of non-zero counts in a minibatch, :func:`nb_log_normaliser_sums` takes the dense form.
 SPARSE_NORMALISER_MAX_DENSITY = 0.3
+#: Rows of a minibatch whose share of non-zero counts decides the form. Counting all of a 128 x 1,000 minibatch
+#: took 0.45 ms of a 12.6 ms training step (cProfile, 1 thread, 2026-12-07); 16 rows (16,000 counts) give the
+#: share within about 0.005, far closer than the two forms' times need.
+DENSITY_PROBE_ROWS = 16
 
 
 def nb_log_normaliser_sums(y: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
@@ -76,7 +80,8 @@ def nb_log_normaliser_sums(y: torch.Tensor, log_theta: torch.Tensor) -> torch.Te
     per gene ``(n_vars,)``.
     """
     dense = y.device.type != "cpu" or log_theta.dim() != 1
-    if dense or torch.count_nonzero(y) > SPARSE_NORMALISER_MAX_DENSITY * y.numel():
+    probe = y[:DENSITY_PROBE_ROWS]
+    if dense or torch.count_nonzero(probe) > SPARSE_NORMALISER_MAX_DENSITY * probe.numel():
         return nb_log_normaliser(y, log_theta).sum(-1)
     rows, cols = torch.nonzero(y, as_tuple=True)
     theta = log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP).exp()[cols]
