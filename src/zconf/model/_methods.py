@@ -179,8 +179,9 @@ class AnalysisMethods:
             come from each donor). Given, the effects are sample-aware: counts are summed per sample, Z-hat
             enters as each sample's composition (its share of the library in each state), and D is tested by
             a quasi-likelihood F-test whose degrees of freedom come from samples
-            (:func:`zconf.analysis.pseudobulk_effects`). Each sample must have one treatment value.
-            ``robust``, ``dispersion`` and ``min_cells`` apply to the per-cell fit only.
+            (:func:`zconf.analysis.pseudobulk_effects`, with its defaults: pseudobulks of fewer than 10 cells
+            are left out with a warning). Each sample must have one treatment value. ``robust``,
+            ``dispersion`` and ``min_cells`` apply to the per-cell fit only.
         groupby
             With ``sample_key``: an ``adata.obs`` column of cell groups (cell type) that get one table each, as
             muscat does (a ``(group, gene)`` MultiIndex). Needed when a registered covariate varies within
