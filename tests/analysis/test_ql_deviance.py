@@ -50,3 +50,15 @@ def test_squeeze_var_recovers_the_prior_with_df_per_gene():
     assert d0_hat == pytest.approx(d0, rel=0.2)
     assert s0_hat[0] == pytest.approx(s0, rel=0.05)
     assert np.all((post - s0_hat) * (s2 - s0_hat) >= -1e-12)
+
+
+def test_count_range_covers_the_nb_quantile_and_large_dispersions_stay_bounded():
+    from scipy import stats
+
+    from zconf.analysis._ql_deviance import _count_range
+
+    mu, a = np.meshgrid(np.geomspace(0.01, 100, 30), np.geomspace(1e-6, 100, 30))
+    mu, a = mu.ravel(), a.ravel()
+    assert np.all(_count_range(mu, a) >= stats.nbinom.isf(1e-10, 1 / a, 1 / (1 + a * mu)))
+    mean, var = deviance_moments(np.array([100.0, 50.0]), np.array([100.0, 10.0]))  # beyond the exact sums
+    assert np.all(np.isfinite(mean)) and np.all(var > 0)
