@@ -229,10 +229,10 @@ def working_dispersion(y, design: np.ndarray, offset, log_abundance, testable) -
     """
     n_genes = y.shape[1]
     usable = testable if testable.sum() >= 10 else np.ones(n_genes, dtype=bool)
-    first = fit_nb_glm(y[:, usable], design, offset=offset)
     abundance = log_abundance[usable]
     top = abundance >= np.quantile(abundance, 1 - TOP_PROPORTION)
-    common = float(np.exp(np.median(np.log(np.clip(first.dispersion[top], 1e-4, 1e2)))))
+    per_gene = fit_nb_glm(y[:, usable][:, top], design, offset=offset).dispersion  # only the top genes' are used
+    common = float(np.exp(np.median(np.log(np.clip(per_gene, 1e-4, 1e2)))))
     at_common = fit_nb_glm(y[:, usable], design, offset=offset, dispersion=np.full(usable.sum(), common))
     s2, df = adjusted_ql_dispersion(y[:, usable], _fitted(at_common, design, offset), design, common)
     ok = np.isfinite(s2) & (df > 1e-8)
@@ -446,9 +446,9 @@ def pseudobulk_effects(
     ``padj``, ``ci_low``, ``ci_high``, ``mean_control`` and ``mean_treated`` (mean count per cell of each arm),
     ``dispersion`` (the working NB dispersion, one value per table), ``converged``, ``too_sparse``,
     ``separated`` (all zeros in one arm: ``lfc`` is ±inf, the p-value still comes from the F-test of the
-    deviance); then ``n_samples_control``,
-    ``n_samples_treated``, ``df`` (denominator df of the F-test: the gene's adjusted residual df + its prior
-    df, so per gene), ``df_residual`` (samples minus design columns) and ``ql_dispersion`` (posterior).
+    deviance); then ``n_samples_control``, ``n_samples_treated``, ``df`` (denominator df of the F-test: the
+    gene's adjusted residual df + its prior df, so per gene), ``df_residual`` (samples minus design columns)
+    and ``ql_dispersion`` (posterior).
 
     Examples
     --------

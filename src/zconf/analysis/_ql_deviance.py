@@ -20,24 +20,27 @@ see ``tests/analysis/test_ql_deviance.py``). Arrays in, arrays out.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import special
+
+from zconf.glm import nb_unit_deviance
 
 #: Means up to this are given exact deviance moments (a sum over the NB probabilities); above, the gamma limit.
 EXACT_MAX_MEAN = 100.0
 #: Observations whose complementary leverage ``1 - h`` is below this are fitted exactly and carry no residual
 #: information: they drop out of both sums (edgeR's ``thresholdzero``).
 MIN_COMPLEMENTARY_LEVERAGE = 1e-4
-#: Most count values an exact sum runs over; an entry whose 1 - 1e-12 quantile lies beyond (a large dispersion,
-#: e.g. φ = 10 at μ = 100: 22,548 values) gets the gamma limit instead.
+#: Most count values an exact sum runs over; an entry whose count range (:func:`_count_range`) lies beyond (a large
+#: dispersion, e.g. φ = 10 at μ = 100) gets the gamma limit instead.
 MAX_EXACT_TERMS = 5000
 #: Most (entry, count value) pairs held at once by the exact sums (8 bytes each: 32 MB).
 _BLOCK_VALUES = 4_000_000
 
 
 def _unit_deviance(y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
-    theta = 1.0 / dispersion
-    term_y = np.where(y > 0, special.xlogy(y, np.where(y > 0, y, 1.0) / mu), 0.0)
-    return 2.0 * (term_y - (y + theta) * (np.log(y + theta) - np.log(mu + theta)))
+    """:func:`zconf.glm.nb_unit_deviance` (the IRLS fits' own) on numpy arrays that broadcast together."""
+    y, mu, dispersion = (torch.as_tensor(np.asarray(v, dtype=float)) for v in (y, mu, dispersion))
+    return nb_unit_deviance(y, mu, dispersion).numpy()
 
 
 def _gamma_limit_moments(mu: np.ndarray, dispersion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
