@@ -58,3 +58,37 @@ def test_squeeze_var_recovers_prior():
     assert d0_hat == pytest.approx(d0, rel=0.2)
     assert s0_hat[0] == pytest.approx(s0, rel=0.05)
     assert np.all((post - s0_hat) * (s2 - s0_hat) >= -1e-12)  # shrunk towards the prior, never past it
+
+
+def test_squeeze_var_follows_an_abundance_trend_with_df_per_gene():
+    rng = np.random.default_rng(3)
+    n, d0 = 5000, 8.0
+    abundance = rng.uniform(0, 8, n)
+    truth = 0.5 * np.exp(-0.2 * abundance)  # QL dispersion falling with abundance
+    df = rng.uniform(2, 7, n)
+    s2 = truth * d0 / rng.chisquare(d0, n) * rng.chisquare(df) / df
+    _, d0_hat, s0 = squeeze_var(s2, df, covariate=abundance)
+    assert d0_hat == pytest.approx(d0, rel=0.25)
+    assert np.median(np.abs(np.log(s0 / truth))) < 0.05
+
+
+def test_weighted_local_linear_reproduces_a_line_and_ignores_zero_weights():
+    from zconf.analysis._empirical_bayes import weighted_local_linear
+
+    x = np.linspace(0, 10, 400)
+    y = 2.0 - 0.5 * x
+    weights = np.ones_like(x)
+    weights[::7] = 0.0
+    y_noisy = y.copy()
+    y_noisy[::7] += 100.0  # only on the zero-weight points
+    assert np.allclose(weighted_local_linear(x, y_noisy, weights, span=0.5), y, atol=1e-8)
+
+
+def test_robust_prior_df_never_rises_further_in_the_tail():
+    rng = np.random.default_rng(4)
+    s2 = _prior_draws(rng, 3000)
+    s2[:30] *= rng.uniform(5, 60, 30)
+    _, d0, s0 = squeeze_var(s2, 6.0)
+    prior_df = robust_prior_df(s2, 6.0, d0, s0)
+    order = np.argsort(s2 / s0)
+    assert np.all(np.diff(prior_df[order]) <= 1e-9)

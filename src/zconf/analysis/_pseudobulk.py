@@ -7,14 +7,17 @@ degrees of freedom are those of the samples (edgeR's QL pipeline: Lund et al. 20
 What the project keeps of its own, and why (measured in ``benchmarks/sample_null.py`` on Kang control PBMCs,
 CD4 T cell pseudobulks of 8 donors x 1,287 genes, no Z; ``benchmarks/results/sample_null.md``): PyDESeq2 0.5.4
 handed to :func:`zconf.glm.fit_nb_glm` with its own size factors and dispersions gives the same D coefficient
-(median |difference| 7e-8, 99.1% of genes within 1e-3; 12 low-count genes differ by up to 0.19, none of them
-a Cook's refit), so the GLM fit is no reason to depend on it. The test is: PyDESeq2 has Wald (normal
+(median |difference| 7e-8, 99.1% of genes within 1e-3; 12 low-count genes differ by up to 0.19: each has a
+fitted mean below 0.5 in some sample, where PyDESeq2 floors the means in its IRLS weights at ``min_mu=0.5`` as
+DESeq2 does; with ``min_mu=1e-6`` every gene agrees within 4e-5), so the GLM fit is no reason to depend on it.
+The test is: PyDESeq2 has Wald (normal
 reference) and LRT (chi-square) tests on MAP-shrunk dispersions, neither of which carries the uncertainty of
 the dispersion into the reference distribution, and with 8 samples (6 residual df) the QL F-test is the one
 the pseudobulk comparisons found calibrated (Squair et al. 2021; Crowell et al. 2020); PyDESeq2 has none. It
 also took 1.9-6.9 s per table against 0.02-0.1 s here (one CPU), and a ``groups`` call runs one table per
 cell type. So the fit stays on the project's torch IRLS, and the F-test and edgeR 4's working dispersion are
-implemented here, limma's moment estimator of the prior and its robust form in :mod:`._empirical_bayes`,
+implemented here, limma's likelihood fit of the prior (``fitFDistUnequalDF1``) and its robust form in
+:mod:`._empirical_bayes`,
 edgeR 4's bias-adjusted QL deviance in :mod:`._ql_deviance` (edgeR is R, and no Python port of it is on PyPI);
 PyDESeq2 is the reference the benchmark checks against.
 """
@@ -380,7 +383,8 @@ def pseudobulk_effects(
     a median-of-ratios factor) as offset, and D is tested with edgeR 4's quasi-likelihood F-test: one working NB
     dispersion for all genes (:func:`working_dispersion`), a QL dispersion (bias-adjusted residual deviance over
     its adjusted residual df: :mod:`zconf.analysis._ql_deviance`) squeezed towards an abundance trend by
-    limma's moment estimator (robustly: outlier genes get less prior weight), and F(1, residual df + prior df).
+    limma's likelihood fit of the prior (robustly: outlier genes get less prior weight), and F(1, residual df +
+    prior df).
     Then Benjamini–Hochberg over the testable genes of a table.
 
     Why one pseudobulk per sample with Z-hat as a composition, and not one per (sample, Z-hat state): the
@@ -433,7 +437,7 @@ def pseudobulk_effects(
         Squeeze the QL dispersions towards an abundance trend (edgeR's default) instead of a constant.
     robust
         Give genes whose QL dispersion is an outlier above the prior less prior weight
-        (:func:`~zconf.analysis._empirical_bayes.robust_prior_df`, after limma's ``robust=TRUE``): their ``df``
+        (:func:`~zconf.analysis._empirical_bayes.robust_prior_df`, limma's ``robust=TRUE`` right outliers): their ``df``
         fall towards ``df_residual``. On real donors the outliers are eQTL and HLA genes, which a split that
         lines up with their genotypes calls otherwise.
     gene_names

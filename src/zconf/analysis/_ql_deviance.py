@@ -39,7 +39,7 @@ _BLOCK_VALUES = 4_000_000
 
 def _unit_deviance(y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
     """:func:`zconf.glm.nb_unit_deviance` (the IRLS fits' own) on numpy arrays that broadcast together."""
-    y, mu, dispersion = (torch.as_tensor(np.asarray(v, dtype=float)) for v in (y, mu, dispersion))
+    y, mu, dispersion = (torch.as_tensor(np.array(v, dtype=float)) for v in (y, mu, dispersion))
     return nb_unit_deviance(y, mu, dispersion).numpy()
 
 
