@@ -98,7 +98,7 @@ def rows() -> list[tuple[str, str, str, str]]:
     effects_speed = _load("effects_speed")
     if effects_speed:
         out.append(("effects, 10,000 cells × 2,000 genes, s", "≤ 20", _fmt(effects_speed[0]["seconds"], 1), "effects"))
-    out += _speed_rows() + _selection_rows() + _randomized_rows()
+    out += _speed_rows() + _selection_rows() + _randomized_rows() + _sample_rows()
     paired = _load("paired_vae") or []
     for r in paired:
         scores = (
@@ -202,6 +202,37 @@ def _randomized_rows() -> list[tuple[str, str, str, str]]:
         else:
             label = f"{data}: RMS log2 shift of the effects from the naive fit"
             out.append((label, "0 (no harm)", f"{r['rms_zconf_vs_naive']:.3f} ({chosen})", "real_randomized"))
+    return out
+
+
+def _sample_rows() -> list[tuple[str, str, str, str]]:
+    """Sample-aware effects on real donors (Kang control, fake treatment on 4 of 8 donors, one table per cell type)."""
+    result = _load("sample_null")
+    if not result:
+        return []
+    by_key = {(r["design"], r["method"]): r for r in result["summary"]}
+    null, power = by_key.get(("null", "pseudobulk_groups")), by_key.get(("power", "pseudobulk_groups"))
+    per_cell = by_key.get(("null", "per_cell"))
+    out = []
+    if null:
+        label = f"sample-aware effects, Kang donor null splits ({null['n_splits']}): genes called at padj < 0.1"
+        value = f"mean {null['frac_called_mean']:.4f}, worst split {null['frac_called_max']:.3f}"
+        if per_cell:
+            value += f" (per-cell test: {per_cell['frac_called_mean']:.2f})"
+        out.append((label, "mean ≤ 0.01, every split ≤ 0.05", value, "sample_null"))
+    if null and power:
+        label = f"sample-aware effects, Kang power splits ({power['n_splits']}, 10% of genes changed)"
+        value = (
+            f"FDP {power['fdp_mean']:.3f}, power {power['power_mean']:.3f}; KS p null {null['ks_p_pooled']:.2f}, "
+            f"power {power['ks_p_pooled']:.3f}"
+        )
+        out.append((label, "FDP ≤ 0.10; pooled KS p > 0.01", value, "sample_null"))
+    speed = result.get("speed")
+    if speed:
+        size = f"{speed['n_obs']:,} cells × {speed['n_genes']:,} genes, {speed['n_samples']} samples"
+        label = f"sample-aware effects, {size}, Z-hat given, s"
+        value = f"{speed['seconds_groups']:.1f} per cell type, {speed['seconds_all_cells']:.1f} all cells"
+        out.append((label, "≤ 10", value, "sample_null"))
     return out
 
 
