@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import _common, effects, options, recovery
@@ -84,6 +86,23 @@ def test_paired_vae_smoke(tmp_path):
         "SCVI (batch_key=condition)",
     }
     assert all(0 <= r["mixing_balanced_accuracy"] <= 1 for r in rows)
+
+
+def test_paired_vae_load_pair_keeps_typed_cells_and_variable_genes(tmp_path):
+    import anndata as ad
+    from scipy import sparse
+
+    from benchmarks import paired_vae
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(sparse.csr_matrix(rng.poisson(1.0, (60, 50)).astype(np.float32)))
+    adata.obs["condition"] = np.repeat(["ctrl", "stim"], 30)
+    adata.obs["cell_type"] = pd.Categorical(np.where(np.arange(60) % 10 == 0, None, "T"))
+    adata.write_h5ad(tmp_path / "pair.h5ad")
+    loaded = paired_vae.load_pair(tmp_path / "pair.h5ad", n_top_genes=20)
+    assert loaded.shape == (54, 20)  # 6 untyped cells dropped, the 20 most variable genes kept
+    assert loaded.obs["cell_type"].notna().all()
+    assert paired_vae.load_pair(tmp_path / "pair.h5ad", n_top_genes=100).n_vars == 50  # fewer genes: all kept
 
 
 def test_scale_smoke(tmp_path):

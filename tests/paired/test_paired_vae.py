@@ -8,7 +8,7 @@ import torch
 from scipy import sparse
 
 import zconf
-from zconf.model._paired import paired_max_epochs
+from zconf.model._paired import default_train_steps, paired_max_epochs
 from zconf.module import PairedVAEModule, grad_reverse
 from zconf.train import PairedAdversarialPlan, discriminator_gate
 
@@ -213,6 +213,15 @@ def test_default_epochs_follow_minibatch_steps():
     assert paired_max_epochs(9517) == 35
     assert paired_max_epochs(10**6) == 20
     assert paired_max_epochs(9517, batch_size=256) == 68
+
+
+@pytest.mark.parametrize(("d_steps", "e_steps"), [(1, 1), (1, 3), (2, 1)])
+def test_default_steps_give_both_strategies_the_same_vae_updates(d_steps, e_steps):
+    grl = default_train_steps("grl", d_steps, e_steps)
+    alternate = default_train_steps("alternate", d_steps, e_steps)
+    assert alternate * e_steps / (d_steps + e_steps) == pytest.approx(grl, abs=1)  # every GRL step updates the VAEs
+    assert paired_max_epochs(1556, steps=grl) == 100  # Kang muscat: 13 minibatches per epoch
+    assert paired_max_epochs(1556, steps=default_train_steps("alternate")) == 200
 
 
 def test_discriminator_loss_is_class_balanced(paired):
