@@ -29,7 +29,7 @@ DEFAULT_TRAIN_STEPS = 2600
 #: Updates of the VAEs that the default number of epochs aims at, in either strategy
 #: (:func:`default_train_steps`): every step of "grl" updates them, one step in (d_steps + e_steps) of
 #: "alternate" does. Measured (n_latent 10, n_hidden 128, seed 0): GRL for 2,600 steps, twice the VAE updates
-#: of "alternate", kept less structure on the two pairs of 2,000 cells (15-NN kang_scgen_valid 0.778,
+#: of "alternate", kept less structure on two pairs of 1,300-2,000 cells (15-NN kang_scgen_valid 0.778,
 #: kang_harmony_2000 0.888) than for 1,300 (0.804, 0.899; "alternate" 0.795, 0.897), and as much on
 #: kang_muscat_2donor (0.906 against 0.909); see docs/paired_vae.md.
 DEFAULT_VAE_UPDATES = DEFAULT_TRAIN_STEPS // 2
@@ -68,6 +68,17 @@ def paired_max_epochs(n_obs: int, batch_size: int = 128, steps: int = DEFAULT_TR
 
 def default_train_steps(adversarial: str, d_steps: int = 1, e_steps: int = 1) -> int:
     """Minibatch steps that give the VAEs :data:`DEFAULT_VAE_UPDATES` updates with the chosen strategy.
+
+    Parameters
+    ----------
+    adversarial
+        ``"grl"`` (every step updates the VAEs) or ``"alternate"``.
+    d_steps, e_steps
+        D-steps and E-steps per cycle of ``"alternate"`` (only E-steps update the VAEs).
+
+    Returns
+    -------
+    The number of minibatch steps, for :func:`paired_max_epochs`.
 
     Examples
     --------
