@@ -1,6 +1,7 @@
 """The exact marginal likelihood, the model without Z, the automatic choice of n_latent, seeds and old saves."""
 
 import itertools
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -117,10 +118,13 @@ def test_auto_chooses_no_confounder_when_there_is_none():
     )
 
 
-def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path):
+def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path, caplog):
     adata = setup(zconf.data.simulate("confounded", n_obs=400, n_vars=30, random_state=4, gamma2_scale=1.5))
     model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
-    model.train(accelerator="cpu", enable_progress_bar=False)
+    with caplog.at_level(logging.INFO, logger="zconf"):
+        model.train(accelerator="cpu", enable_progress_bar=False)
+    # the log says what was found, and what no observational check can rule out (a mediator)
+    assert "confounder" in caplog.text and "treatment_effects(adjust=False)" in caplog.text
     # a confounder is found; which family carries it is not asserted: with the observed library as offset, on
     # 30 simulated genes (whose libraries follow Z, with no depth of their own) categorical 3 beat Bernoulli 1
     # by 0.09 ± 0.03 nats per held-out cell, and without it Bernoulli 1 won

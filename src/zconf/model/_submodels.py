@@ -397,10 +397,18 @@ def choose_n_latent(model) -> dict:
     model._model_summary_string = model._model_summary_string.replace("n_latent=auto", f"n_latent=auto (chose {label})")
     if n_latent == 0:
         logger.info("No confounder supported by the data (n_latent=0): effects are unadjusted.")
-    elif distribution == "categorical":
+        return state
+    if distribution == "categorical":
         logger.info("The data support one confounder with %d levels (categorical); see latent_selection_.", n_latent)
     else:
         logger.info(
             "The data support %d binary confounder(s) (n_latent=%d); see latent_selection_.", n_latent, n_latent
         )
+    # what no check on (X, D, Y) can tell apart (zconf.analysis._confounding): measured on Kang stim/ctrl, where
+    # the stimulation was randomised, a stress state it made more common was chosen and moved the effects
+    logger.info(
+        "Its states are linked to the treatment and shape the counts of both arms, as a confounder's do; a state the "
+        "treatment itself makes more common does the same. If the treatment was randomised, or could have caused "
+        "these states, report treatment_effects(adjust=False)."
+    )
     return state
