@@ -38,7 +38,7 @@ from benchmarks._common import quiet, summarise, write
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("kang_muscat_2donor", "kang_distinct_3donor")
-#: pairs the issue does not name, to check that the defaults generalise (``--datasets``, or ``--unnamed``)
+#: pairs the issue does not name, to check that the defaults generalise (pass them to ``--datasets``)
 UNNAMED_DATASETS = ("kang_scgen_valid", "kang_harmony_2000")
 #: data sets with more genes keep this many highly variable ones (scanpy's "seurat" flavour), as a user would
 N_TOP_GENES = 2000
@@ -322,8 +322,8 @@ def write_results(rows: list[dict], prefix: str) -> None:
         "Defaults of every method; stim vs ctrl as the two datasets; kang_muscat_2donor: 1,556 cells x 1,267 "
         "genes, 5 cell types; kang_distinct_3donor: 9,517 cells x 100 genes, 8 cell types; not named by the issue: "
         "kang_scgen_valid (1,975 cells, 7 cell types) and kang_harmony_2000 (1,298 of its 2,000 cells have a "
-        "cell type; 8 types), each on "
-        "its 2,000 most variable genes (scanpy 'seurat' flavour), cells with a cell type only. mixing: 5-fold "
+        "cell type; 8 types), each on its 2,000 most variable genes (scanpy 'seurat' flavour), cells with a cell "
+        "type only. mixing: 5-fold "
         "balanced accuracy of a logistic classifier of the condition (0.5 = mixed; 0.45-0.65 wanted); "
         "knn15: 5-fold 15-NN cell-type accuracy; scib_*: scib-metrics Benchmarker, unscaled (total = 0.6 bio + "
         "0.4 batch). 'worst': the seed farthest from 0.5 for mixing, the max for seconds, the min otherwise. "

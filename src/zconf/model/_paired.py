@@ -85,8 +85,8 @@ def default_train_steps(adversarial: str, d_steps: int = 1, e_steps: int = 1) ->
     >>> default_train_steps("grl"), default_train_steps("alternate"), default_train_steps("alternate", 1, 3)
     (1300, 2600, 1733)
     """
-    if adversarial == "alternate":  # step counts below 1 are refused by the plan, with a clear error
-        return round(DEFAULT_VAE_UPDATES * (max(d_steps, 0) + max(e_steps, 1)) / max(e_steps, 1))
+    if adversarial == "alternate" and e_steps >= 1:  # other step counts are refused by the plan, with a clear error
+        return round(DEFAULT_VAE_UPDATES * (d_steps + e_steps) / e_steps)
     return DEFAULT_VAE_UPDATES
 
 
