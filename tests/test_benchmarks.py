@@ -215,3 +215,26 @@ def test_epoch_cap_runs(tmp_path):
     rows = json.loads((tmp_path / "epoch_cap.json").read_text())
     assert {r["benchmark"] for r in rows} == {"one_fit", "default_call"}
     assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_real_semisynthetic_design_and_smoke(tmp_path):
+    from benchmarks import real_semisynthetic
+
+    if not real_semisynthetic.DATA.exists():
+        pytest.skip(f"{real_semisynthetic.DATA} is absent on this machine")
+    full = real_semisynthetic.load()
+    adata, effects = real_semisynthetic.thinned_design(full, seed=3, n_obs=3000)
+    original = full[adata.obs_names].X
+    assert (original - adata.X).min() >= 0  # thinning only removes counts
+    unchanged = effects == 0
+    assert (adata.X[:, unchanged] != original[:, unchanged]).nnz == 0
+    assert np.isclose(np.mean(effects != 0), real_semisynthetic.EFFECT_FRACTION, atol=0.01)
+    # the donor decides the treatment: the treated share runs over most of (0.1, 0.9)
+    shares = adata.obs.groupby("donor", observed=True)["treatment"].mean()
+    assert shares.min() < 0.25 and shares.max() > 0.75
+    rows = real_semisynthetic.main(["--smoke", "--seeds", "0"])
+    methods = [r["method"] for r in rows]
+    assert methods == ["naive (adjust=False)", "donor-adjusted oracle", "zconf (defaults)"]
+    for row in rows:  # the thinned effects are found, even at 600 cells and 4 epochs
+        assert row["power"] > 0.4, row
+    assert (tmp_path / "real_semisynthetic_smoke_summary.md").exists()
