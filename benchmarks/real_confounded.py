@@ -15,15 +15,23 @@ cells each, 300 genes).
   columns) are compared with the reference by RMSE over genes: naive (no adjustment), the patient-adjusted
   oracle, RUV-style residual PCA, and ZConf.
 
-Results: ``results/real_confounded.{json,md}`` and ``results/real_confounded_summary.{json,md}``.
+A second design, ``--design kang_distinct`` (``../shared/data/kang_distinct_3donor.h5ad``: Kang IFN-beta PBMCs, 3
+donors, both arms, 100 genes), does the same with the donor: P(stimulated | donor) runs from 0.15 to 0.85 over the
+three donors. The cell type is a categorical covariate and the data's ``size_factor`` (from all genes) the NB
+offset (``size_factor_key``), in ZConf and in every GLM: of these 100 genes, ISG15 alone is 40% of a stimulated
+cell's counts, so their own total is no measure of depth.
 
-Run: ``python -m benchmarks.real_confounded [--seeds 0 1 2] [--smoke]``.
+Results: ``results/real_confounded.{json,md}`` and ``results/real_confounded_summary.{json,md}``
+(``real_confounded_kang_distinct*`` for the second design).
+
+Run: ``python -m benchmarks.real_confounded [--design glioblastoma|kang_distinct] [--seeds 0 1 2] [--smoke]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -35,40 +43,77 @@ import zconf
 from benchmarks._common import quiet, summarise, write
 from zconf.glm import design_matrix, fit_nb_glm
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glioblastoma_zhao2021.h5ad"
-#: obs columns that name the patient (hidden from every method but the oracle)
-PATIENT_COLUMNS = ("donor", "sample_id", "age", "sex", "location")
-PROPENSITIES = np.linspace(0.1, 0.9, 5)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA / "glioblastoma_zhao2021.h5ad"
 MIN_MEAN = 0.05
 
 
+@dataclass(frozen=True)
+class Design:
+    """A real data set whose donor (or patient) is hidden and made a confounder.
+
+    ``hidden_columns`` name the donor (hidden from every method but the oracle); ``propensities`` are the
+    P(treated | donor) given to the donors; ``categorical_keys`` the covariates ZConf and the GLMs adjust for;
+    ``size_factor_key`` the offset, else the log library is a covariate (the glioblastoma reference's choice).
+    """
+
+    path: Path
+    hidden_columns: tuple[str, ...]
+    propensities: tuple[float, ...]
+    categorical_keys: tuple[str, ...] = ()
+    size_factor_key: str | None = None
+
+
+DESIGNS = {
+    "glioblastoma": Design(DATA, ("donor", "sample_id", "age", "sex", "location"), tuple(np.linspace(0.1, 0.9, 5))),
+    "kang_distinct": Design(
+        SHARED_DATA / "kang_distinct_3donor.h5ad",
+        ("donor", "sample_id", "condition", "total_counts_all_genes", "total_counts"),
+        (0.15, 0.5, 0.85),
+        categorical_keys=("cell_type",),
+        size_factor_key="size_factor",
+    ),
+}
+#: obs columns that name the glioblastoma patient
+PATIENT_COLUMNS = DESIGNS["glioblastoma"].hidden_columns
+PROPENSITIES = np.asarray(DESIGNS["glioblastoma"].propensities)
+
+
 def load(path: Path = DATA) -> ad.AnnData:
-    """The glioblastoma counts with ``log_library`` in obs and genes of mean count > 0.05."""
+    """The counts with ``log_library`` in obs and genes of mean count > 0.05."""
     adata = ad.read_h5ad(path)
     adata = adata[:, np.asarray(adata.X.mean(0)).ravel() > MIN_MEAN].copy()
     adata.layers["counts"] = adata.X.copy()
-    adata.obs["log_library"] = np.log(np.asarray(adata.X.sum(1)).ravel())
+    adata.obs["log_library"] = np.log(np.asarray(adata.X.sum(1)).ravel().clip(1))
     return adata
 
 
-def glm_effects(adata, extra: np.ndarray | None = None) -> np.ndarray:
-    """D coefficient of the per-gene NB GLM on [1, log library, D, extra] (NaN where IRLS did not converge)."""
-    covariates = adata.obs[["log_library"]].to_numpy(float)
-    design = design_matrix(covariates, adata.obs["treatment"].to_numpy(float), extra)
-    fit = fit_nb_glm(adata.layers["counts"], design.matrix)
-    return np.where(fit.converged, fit.coef[:, design.treatment_index], np.nan)
+def glm_effects(adata, extra: np.ndarray | None = None, design: Design = DESIGNS["glioblastoma"]) -> np.ndarray:
+    """D coefficient of the per-gene NB GLM on [1, library, covariates, D, extra] (NaN where IRLS did not converge).
+
+    The library enters as the design's offset (``size_factor_key``) or, without one, as the log library covariate.
+    """
+    parts = [pd.get_dummies(adata.obs[key], drop_first=True).to_numpy(float) for key in design.categorical_keys]
+    offset = None
+    if design.size_factor_key is None:
+        parts.insert(0, adata.obs[["log_library"]].to_numpy(float))
+    else:
+        offset = np.log(adata.obs[design.size_factor_key].to_numpy(float))
+    matrix = design_matrix(np.hstack(parts), adata.obs["treatment"].to_numpy(float), extra)
+    fit = fit_nb_glm(adata.layers["counts"], matrix.matrix, offset=offset)
+    return np.where(fit.converged, fit.coef[:, matrix.treatment_index], np.nan)
 
 
 def patient_one_hot(adata) -> np.ndarray:
     return pd.get_dummies(adata.obs["donor"], drop_first=True).to_numpy(float)
 
 
-def confounded_subsample(adata, seed: int) -> ad.AnnData:
-    """Subsample one arm within each patient so that P(treated | patient) runs from 0.1 to 0.9."""
+def confounded_subsample(adata, seed: int, propensities=PROPENSITIES) -> ad.AnnData:
+    """Subsample one arm within each patient so that P(treated | patient) takes the ``propensities``."""
     rng = np.random.default_rng(seed)
-    patients = adata.obs["donor"].cat.categories
+    patients = adata.obs["donor"].astype("category").cat.categories
     keep = []
-    for patient, propensity in zip(patients, rng.permutation(PROPENSITIES), strict=True):
+    for patient, propensity in zip(patients, rng.permutation(np.asarray(propensities)), strict=True):
         cells = np.flatnonzero(adata.obs["donor"].to_numpy() == patient)
         treated = cells[adata.obs["treatment"].to_numpy()[cells] == 1]
         control = cells[adata.obs["treatment"].to_numpy()[cells] == 0]
@@ -78,30 +123,44 @@ def confounded_subsample(adata, seed: int) -> ad.AnnData:
     return adata[np.sort(np.concatenate(keep))].copy()
 
 
-def residual_pca(adata, n_components: int = 5) -> np.ndarray:
+def residual_pca(adata, n_components: int = 5, design: Design = DESIGNS["glioblastoma"]) -> np.ndarray:
     """RUV-style correction: top PCs of the naive fit's Pearson residuals."""
-    covariates = adata.obs[["log_library"]].to_numpy(float)
-    design = design_matrix(covariates, adata.obs["treatment"].to_numpy(float))
-    fit = fit_nb_glm(adata.layers["counts"], design.matrix)
+    parts = [pd.get_dummies(adata.obs[key], drop_first=True).to_numpy(float) for key in design.categorical_keys]
+    offset = np.zeros(adata.n_obs)
+    if design.size_factor_key is None:
+        parts.insert(0, adata.obs[["log_library"]].to_numpy(float))
+    else:
+        offset = np.log(adata.obs[design.size_factor_key].to_numpy(float))
+    matrix = design_matrix(np.hstack(parts), adata.obs["treatment"].to_numpy(float))
+    fit = fit_nb_glm(adata.layers["counts"], matrix.matrix, offset=offset)
     y = np.asarray(adata.layers["counts"].todense(), dtype=float)
-    mu = np.exp(design.matrix @ fit.coef.T)
+    mu = np.exp(matrix.matrix @ fit.coef.T + offset[:, None])
     residuals = (y - mu) / np.sqrt(mu + fit.dispersion * mu**2)
     residuals -= residuals.mean(0)
     u, s, _ = np.linalg.svd(residuals, full_matrices=False)
     return u[:, :n_components] * s[:n_components]
 
 
-def hidden(adata) -> ad.AnnData:
+def hidden(adata, columns: tuple[str, ...] = PATIENT_COLUMNS) -> ad.AnnData:
     """The subsample as a user without patient labels would have it."""
     out = adata.copy()
-    out.obs = out.obs.drop(columns=list(PATIENT_COLUMNS))
+    out.obs = out.obs.drop(columns=[c for c in columns if c in out.obs])
     return out
 
 
-def fit_zconf(adata, seed: int, model_kwargs: dict, train_kwargs: dict):
-    user = hidden(adata)
+def fit_zconf(adata, seed: int, model_kwargs: dict, train_kwargs: dict, design: Design = DESIGNS["glioblastoma"]):
+    user = hidden(adata, design.hidden_columns)
+    library = (
+        {"continuous_covariate_keys": ["log_library"]}
+        if design.size_factor_key is None
+        else {"size_factor_key": design.size_factor_key}
+    )
     zconf.ZConf.setup_anndata(
-        user, layer="counts", treatment_key="treatment", continuous_covariate_keys=["log_library"]
+        user,
+        layer="counts",
+        treatment_key="treatment",
+        categorical_covariate_keys=list(design.categorical_keys) or None,
+        **library,
     )
     model = zconf.ZConf(user, **model_kwargs)
     start = time.perf_counter()
@@ -121,15 +180,24 @@ def _rmse(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.mean((estimate[ok] - reference[ok]) ** 2)))
 
 
-def run_seed(full, reference: np.ndarray, seed: int, model_kwargs: dict, train_kwargs: dict) -> list[dict]:
-    sub = confounded_subsample(full, seed)
-    naive = _rmse(glm_effects(sub), reference)
+def run_seed(
+    full,
+    reference: np.ndarray,
+    seed: int,
+    model_kwargs: dict,
+    train_kwargs: dict,
+    design: Design = DESIGNS["glioblastoma"],
+) -> list[dict]:
+    sub = confounded_subsample(full, seed, design.propensities)
+    naive = _rmse(glm_effects(sub, design=design), reference)
+    oracle = glm_effects(sub, patient_one_hot(sub), design)
+    ruv = glm_effects(sub, residual_pca(sub, design=design), design)
     rows = [
         {"method": "naive GLM (no Z)", "rmse": naive},
-        {"method": "patient-adjusted oracle", "rmse": _rmse(glm_effects(sub, patient_one_hot(sub)), reference)},
-        {"method": "residual PCA, 5 PCs (RUV-style)", "rmse": _rmse(glm_effects(sub, residual_pca(sub)), reference)},
+        {"method": "patient-adjusted oracle", "rmse": _rmse(oracle, reference)},
+        {"method": "residual PCA, 5 PCs (RUV-style)", "rmse": _rmse(ruv, reference)},
     ]
-    model, seconds = fit_zconf(sub, seed, model_kwargs, train_kwargs)
+    model, seconds = fit_zconf(sub, seed, model_kwargs, train_kwargs, design)
     table = model.treatment_effects()
     z_hat = model.get_latent_representation()
     code = z_hat @ (2 ** np.arange(z_hat.shape[1])) if z_hat.ndim == 2 else z_hat
@@ -153,25 +221,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--smoke", action="store_true", help="short training, for the test suite")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--design", choices=list(DESIGNS), default="glioblastoma")
+    parser.add_argument("--data", type=Path, default=None, help="the design's data file (default: ../shared/data)")
     args = parser.parse_args(argv)
     quiet()
-    full = load(args.data)
-    reference = glm_effects(full, patient_one_hot(full))
+    design = DESIGNS[args.design]
+    full = load(args.data or design.path)
+    reference = glm_effects(full, patient_one_hot(full), design)
     model_kwargs, train_kwargs = {}, {}
     if args.smoke:
         model_kwargs = {"n_hidden": 16, "max_latent": 1, "max_levels": 3}
         train_kwargs = {"max_epochs": 4, "n_init": 1}
-    rows = [row for seed in args.seeds for row in run_seed(full, reference, seed, model_kwargs, train_kwargs)]
-    name = "real_confounded_smoke" if args.smoke else "real_confounded"
+    rows = [row for seed in args.seeds for row in run_seed(full, reference, seed, model_kwargs, train_kwargs, design)]
+    name = (
+        "real_confounded"
+        + ("" if args.design == "glioblastoma" else f"_{args.design}")
+        + ("_smoke" if args.smoke else "")
+    )
     columns = ["method", "seed", "n_obs", "rmse", "rmse_ratio_to_naive", "latent", "treated_share_range"]
     columns += ["ami_patient", "seconds"]
     write(
-        name, rows, columns, "Glioblastoma, patient hidden and made a confounder (per seed)", __doc__.split("\n\n")[1]
+        name,
+        rows,
+        columns,
+        f"{args.design}: donor (patient) hidden and made a confounder (per seed)",
+        __doc__.split("\n\n")[1],
     )
     summary = summarise(rows, ("method",), ["rmse", "rmse_ratio_to_naive", "ami_patient", "seconds"])
     summary_columns = ["method", "n_seeds", "rmse_mean", "rmse_ratio_to_naive_mean", "rmse_ratio_to_naive_worst"]
-    write(f"{name}_summary", summary, [*summary_columns, "ami_patient_mean", "seconds_mean"], "Glioblastoma summary")
+    write(f"{name}_summary", summary, [*summary_columns, "ami_patient_mean", "seconds_mean"], f"{args.design} summary")
     return rows
 
 

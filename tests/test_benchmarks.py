@@ -238,3 +238,24 @@ def test_real_semisynthetic_design_and_smoke(tmp_path):
     for row in rows:  # the thinned effects are found, even at 600 cells and 4 epochs
         assert row["power"] > 0.4, row
     assert (tmp_path / "real_semisynthetic_smoke_summary.md").exists()
+
+
+def test_real_confounded_kang_design_smoke(tmp_path):
+    from benchmarks import real_confounded
+
+    design = real_confounded.DESIGNS["kang_distinct"]
+    if not design.path.exists():
+        pytest.skip(f"{design.path} is absent on this machine")
+    rows = real_confounded.main(["--design", "kang_distinct", "--smoke", "--seeds", "0"])
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {
+        "naive GLM (no Z)",
+        "patient-adjusted oracle",
+        "residual PCA, 5 PCs (RUV-style)",
+        "zconf (defaults)",
+    }
+    # P(treated | donor) of 0.15, 0.5 and 0.85 keep about 70% of the 9,517 cells
+    assert 5000 < rows[0]["n_obs"] < 8000
+    assert (tmp_path / "real_confounded_kang_distinct_smoke_summary.md").exists()
+    hidden = real_confounded.hidden(real_confounded.load(design.path)[:50], design.hidden_columns)
+    assert not set(design.hidden_columns) & set(hidden.obs.columns)
