@@ -65,6 +65,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
     _saved_before_defaults = {"use_observed_lib_size": False, "compositional_latent": False}  # (ZconfModelMixin)
     _saved_before_shapes = {"treatment_interactions": False}
     _head_start = None  # a _training.HeadStart the candidates of n_latent="auto" share; None: each train() computes it
+    _warns_after_training = True  # the checks of Z-hat after train(); off for the candidates, whose warnings are muted
 
     def __init__(
         self,
@@ -258,7 +259,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
             # every process of a multi-device fit must make the same restart decisions: one fit there
             restarts = 0 if distributed else max_restarts
             _training.fit_with_restarts(self, train_kwargs, n_init, restarts, random_state, warm_state)
-            self._warn_if_uninformative()
+            if self._warns_after_training:
+                self._warn_if_uninformative()
 
     def _train_once(self, train_kwargs: dict) -> None:
         """scvi-tools' training loop; plan keywords are copied, trainer keywords passed as given."""

@@ -250,6 +250,7 @@ def _score_candidate(
         if "start" not in shared_start:  # the same training cells and head coding: one start for all candidates
             shared_start["start"] = _training.HeadStart.of(sub_model, train_call.get("random_state"))
         sub_model._head_start = shared_start["start"]
+        sub_model._warns_after_training = False  # they would be muted below: spare the pass over the cells (1 s)
         if n_latent == 0:  # every step trains its heads (no generator): as many head steps as the others' phases
             schedule = {**schedule, "max_epochs": max(1, schedule["max_epochs"] // 2)}
         with warnings.catch_warnings():

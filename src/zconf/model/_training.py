@@ -222,6 +222,26 @@ def is_collapsed(z_prob: np.ndarray, latent=None) -> bool:
     return bool(np.any((means < 1 - COLLAPSE_SHARE) | (means > COLLAPSE_SHARE)))
 
 
+#: The collapse check of a start reads at most this many cells, evenly spaced in the data's order. Their state
+#: shares are within about 0.004 of all cells' (the binomial standard error at 20,000 cells), close enough for a
+#: threshold of 97%. A pass over all 80,000 training cells of a candidate at 100,000 x 2,000 took 0.8 s, and the
+#: default call makes 7 of them (cProfile, 2026-12-07).
+COLLAPSE_CHECK_MAX_CELLS = 20_000
+
+
+def collapse_check_cells(n_obs: int) -> np.ndarray | None:
+    """Positions of the cells whose Z-hat the collapse check reads: all of them (``None``) up to the cap.
+
+    Examples
+    --------
+    >>> collapse_check_cells(500) is None, len(collapse_check_cells(80_000))
+    (True, 20000)
+    """
+    if n_obs <= COLLAPSE_CHECK_MAX_CELLS:
+        return None
+    return np.linspace(0, n_obs - 1, COLLAPSE_CHECK_MAX_CELLS).round().astype(int)
+
+
 @dataclass
 class RunResult:
     """One fit from one initialisation: its final loss (lower is better), its state and whether it collapsed."""
@@ -324,7 +344,8 @@ def fit_with_restarts(
             model._train_once(screen_kwargs)
         if "elbo_train" not in (model.history_ or {}):  # a non-zero DDP rank keeps no history
             return None
-        collapsed = is_collapsed(model.get_latent_representation(soft=True), model.module.latent)
+        z_prob = model.get_latent_representation(indices=collapse_check_cells(model.adata.n_obs), soft=True)
+        collapsed = is_collapsed(z_prob, model.module.latent)
         state = (deepcopy(model.module.state_dict()), deepcopy(model.history_))
         return RunResult(float(model.history_["elbo_train"].iloc[-1, 0]), state, collapsed)
 
