@@ -2,6 +2,7 @@ import json
 
 import anndata as ad
 import pandas as pd
+import pytest
 
 import zconf
 from zconf.cli import build_parser, fit_and_write, main
@@ -139,6 +140,24 @@ def test_fit_with_sample_key_writes_sample_aware_effects(tmp_path):
     table = pd.read_csv(tmp_path / "e.csv", index_col=0)
     assert (table["n_samples_treated"] == 4).all() and (table["n_samples_control"] == 4).all()
     assert (table["df"] > 0).all()
+
+
+@pytest.mark.parametrize("key", ["arm", "nope"])
+def test_a_wrong_sample_key_fails_before_training(tmp_path, capsys, monkeypatch, key):
+    adata = zconf.data.simulate("confounded", n_obs=120, n_vars=10, random_state=1)
+    adata.obs["arm"] = [f"d{i % 4}" for i in range(adata.n_obs)]  # cells of both arms in each: not a replicate unit
+    sim = tmp_path / "sim.h5ad"
+    adata.write_h5ad(sim)
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained before the sample key was checked")
+
+    monkeypatch.setattr(zconf.ZConf, "train", never)
+    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    assert main([*argv, "--effects", str(tmp_path / "e.csv"), "--sample-key", key]) == 2
+    message = capsys.readouterr().err
+    assert ("both arms" in message) if key == "arm" else ("'nope' not found" in message)
+    assert not (tmp_path / "o.h5ad").exists()
 
 
 def test_the_summary_says_why_a_candidate_is_no_confounder():

@@ -283,6 +283,10 @@ def fit_and_write(
     scvi.settings.seed = random_state
     ZConf.setup_anndata(adata, **setup)
     model = ZConf(adata, **model_kwargs)
+    try:  # a wrong --sample-key fails here, not after the fit
+        model.check_sample_keys(effects_kwargs.get("sample_key"), effects_kwargs.get("groupby"))
+    except (KeyError, ValueError) as error:
+        raise UserError(error.args[0] if error.args else str(error)) from error
     start = time.perf_counter()
     model.train(**train_kwargs)
     seconds = time.perf_counter() - start
@@ -488,7 +492,9 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``zconf`` argument parser."""
-    parser = argparse.ArgumentParser(prog="zconf", description="Infer an unmeasured binary confounder.")
+    parser = argparse.ArgumentParser(
+        prog="zconf", description="Infer unmeasured confounders and treatment effects adjusted for them."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show training logs")
     sub = parser.add_subparsers(dest="command", required=True)
 

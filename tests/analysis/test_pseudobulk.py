@@ -152,9 +152,20 @@ def test_too_few_samples_or_df_raises():
     with pytest.raises(ValueError, match="min_samples=3"):
         pseudobulk_effects(_data(counts, d), samples, min_samples=3)
     rng = np.random.default_rng(0)
-    many = rng.integers(0, 2, (len(d), 3)).astype(float)
+    sample_level = rng.normal(size=(4, 2))[samples]  # two sample-level covariates: [1, X, D] fills 4 samples
     with pytest.raises(ValueError, match="no residual degrees of freedom"):
-        pseudobulk_effects(_data(counts, d), samples, many)
+        pseudobulk_effects(_data(counts, d, sample_level), samples)
+
+
+def test_a_z_hat_that_leaves_no_degrees_of_freedom_is_left_out_with_a_warning():
+    counts, samples, d, _ = _simulate(n_samples=4, n_genes=5)
+    many = np.random.default_rng(0).integers(0, 2, (len(d), 3)).astype(float)
+    with pytest.warns(UserWarning, match="tested without Z-hat"):
+        table = pseudobulk_effects(_data(counts, d), samples, many)
+    assert not table["z_adjusted"].any()
+    np.testing.assert_allclose(table["lfc"], pseudobulk_effects(_data(counts, d), samples)["lfc"])
+    counts, samples, d, z = _simulate(n_samples=8, n_genes=5)
+    assert pseudobulk_effects(_data(counts, d), samples, z)["z_adjusted"].all()
 
 
 def test_pseudobulks_of_few_cells_are_left_out_and_named():

@@ -63,6 +63,7 @@ COLUMNS = (
     "df",
     "df_residual",
     "ql_dispersion",
+    "z_adjusted",
 )
 
 
@@ -107,7 +108,8 @@ def _check_labels(values, n_obs: int, name: str) -> np.ndarray:
     return array.astype(str) if array.dtype == object else array
 
 
-def _check_treatment(treatment: np.ndarray, samples: np.ndarray) -> np.ndarray:
+def check_samples_nest(treatment: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """The 0/1 treatment as floats; a ValueError names the samples with cells in both arms, or non-0/1 values."""
     d = np.asarray(treatment, dtype=float)
     if not np.isin(d, (0.0, 1.0)).all():
         bad = np.unique(d[~np.isin(d, (0.0, 1.0))])[:5]
@@ -334,10 +336,20 @@ def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opt
         # first order log μ moves with the library share of each state (a cell-count share ignores depth)
         weights = counts_per_cell if offset_cells is None else np.exp(offset_cells)
         composition = _informative(np.asarray(summer @ (z * weights[:, None])) / raw_library[:, None])
-    design = design_matrix(x, d, composition if composition is not None and composition.shape[1] else None)
-    df_res = design.matrix.shape[0] - design.matrix.shape[1]
+    with_z = composition is not None and composition.shape[1] > 0
+    design = design_matrix(x, d, composition if with_z else None)
+    if with_z and not _testable(design.matrix) and _testable(design_matrix(x, d).matrix):
+        warnings.warn(
+            f"Z-hat's composition adds {composition.shape[1]} column(s) to the design of {len(levels)} samples and "
+            "leaves no residual degrees of freedom: these samples are tested without Z-hat (column z_adjusted is "
+            "False). With so few samples, Z-hat's share in each sample cannot be told apart from the samples "
+            "themselves; the sample-level covariates (for example the donor of paired samples) still enter.",
+            UserWarning,
+            stacklevel=4,
+        )
+        design, with_z = design_matrix(x, d), False
     rank = np.linalg.matrix_rank(design.matrix)
-    if df_res < 1 or rank < design.matrix.shape[1]:
+    if not _testable(design.matrix):
         msg = (
             f"The pseudobulk design has {design.matrix.shape[1]} columns (rank {rank}) for {len(levels)} samples: "
             f"no residual degrees of freedom left for the test. Use more samples, fewer sample-level covariates "
@@ -349,15 +361,13 @@ def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opt
         np.asarray(data_counts[~treated_cells].sum(0)).ravel(),
         np.asarray(data_counts[treated_cells].sum(0)).ravel(),
     )
-    return _fit_table(
-        y,
-        np.log(library),
-        design,
-        d,
-        n_cells,
-        arm_sums,
-        opts,
-    )
+    table = _fit_table(y, np.log(library), design, d, n_cells, arm_sums, opts)
+    return {**table, "z_adjusted": np.full(y.shape[1], with_z)}
+
+
+def _testable(design: np.ndarray) -> bool:
+    """Whether a sample-level design leaves residual degrees of freedom and has full column rank."""
+    return design.shape[0] > design.shape[1] and np.linalg.matrix_rank(design) == design.shape[1]
 
 
 def pseudobulk_effects(
@@ -451,8 +461,9 @@ def pseudobulk_effects(
     ``dispersion`` (the working NB dispersion, one value per table), ``converged``, ``too_sparse``,
     ``separated`` (all zeros in one arm: ``lfc`` is ±inf, the p-value still comes from the F-test of the
     deviance); then ``n_samples_control``, ``n_samples_treated``, ``df`` (denominator df of the F-test: the
-    gene's adjusted residual df + its prior df, so per gene), ``df_residual`` (samples minus design columns)
-    and ``ql_dispersion`` (posterior).
+    gene's adjusted residual df + its prior df, so per gene), ``df_residual`` (samples minus design columns),
+    ``ql_dispersion`` (posterior) and ``z_adjusted`` (whether Z-hat's composition entered the design: not when
+    it is ``None``, nor when its columns would leave no residual degrees of freedom, which a warning says).
 
     Examples
     --------
@@ -474,7 +485,7 @@ def pseudobulk_effects(
     counts = _checked_counts(data)
     n_obs, n_genes = counts.shape
     samples = _check_labels(samples, n_obs, "samples")
-    d = _check_treatment(data.treatment, samples)
+    d = check_samples_nest(data.treatment, samples)
     covariates = np.asarray(data.covariates, dtype=float).reshape(n_obs, -1)
     z_values = None if z is None else _check_z(z, n_obs)
     offset = None if data.offset is None else np.asarray(data.offset, dtype=float).ravel()

@@ -14,6 +14,7 @@ from anndata import AnnData
 
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import pseudobulk_effects, state_overlap, treatment_effects
+from zconf.analysis._pseudobulk import check_samples_nest
 from zconf.glm import RegressionData, latent_block
 from zconf.metrics import deviance_partial_r2_from_arrays
 
@@ -196,7 +197,9 @@ class AnalysisMethods:
         (all zeros in one arm only: ``lfc`` is ±inf, ``se``, ``stat`` and the interval are NaN, and the
         p-value comes from a likelihood-ratio test, which stays valid where the Wald test has no power). With
         ``sample_key`` also ``n_samples_control``, ``n_samples_treated``, ``df`` (the F-test's denominator
-        degrees of freedom), ``df_residual`` and ``ql_dispersion``; ``stat`` is then the signed √F.
+        degrees of freedom), ``df_residual``, ``ql_dispersion`` and ``z_adjusted`` (False where Z-hat's share in
+        each sample would leave the test no residual degrees of freedom; a warning says so); ``stat`` is then the
+        signed √F.
 
         Examples
         --------
@@ -235,14 +238,35 @@ class AnalysisMethods:
 
     def _pseudobulk_effects(self, adata, data, z_columns, sample_key, groupby, alpha) -> pd.DataFrame:
         """Sample-aware effects on the registered cells: the ``sample_key`` branch of :meth:`treatment_effects`."""
+        samples, groups = self.check_sample_keys(sample_key, groupby, adata)
+        return pseudobulk_effects(data, samples, z_columns, groups=groups, alpha=alpha, gene_names=adata.var_names)
+
+    def check_sample_keys(
+        self, sample_key: str | None, groupby: str | None = None, adata: AnnData | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Check the ``sample_key`` and ``groupby`` of sample-aware effects before anything is fitted.
+
+        The columns must exist without missing labels, and every sample must hold one treatment value (the sample
+        is the replicate unit of the test). ``zconf fit --sample-key`` calls this before training, so that a wrong
+        key fails at once and not after the fit.
+
+        Returns
+        -------
+        The sample labels and the group labels (``None`` where the key is ``None``).
+        """
         if sample_key is None:
-            msg = "`groupby` needs `sample_key`: name the adata.obs column of the replicate unit (e.g. 'donor')."
-            raise ValueError(msg)
+            if groupby is not None:
+                msg = "`groupby` needs `sample_key`: name the adata.obs column of the replicate unit (e.g. 'donor')."
+                raise ValueError(msg)
+            return None, None
+        adata = self._validate_anndata(adata)
         samples = required_obs_column(adata, sample_key, "sample_key", "replicate unit").to_numpy()
+        treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
+        check_samples_nest(np.asarray(treatment).ravel(), samples)
         groups = None
         if groupby is not None:
             groups = required_obs_column(adata, groupby, "groupby", "cell group").to_numpy()
-        return pseudobulk_effects(data, samples, z_columns, groups=groups, alpha=alpha, gene_names=adata.var_names)
+        return samples, groups
 
     def sensitivity(self, adata: AnnData | None = None, *, soft: bool = False) -> dict:
         """How much deviance Z-hat explains beyond X (and D): the DBPR partial R² as sensitivity parameters.

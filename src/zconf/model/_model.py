@@ -29,7 +29,7 @@ from ._methods import AnalysisMethods
 
 @fill_doc
 class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseModelClass):
-    """Infer an unmeasured binary confounder Z-hat from covariates X, treatment D and counts Y.
+    """Infer unmeasured confounders Z-hat (binary factors or a categorical one) from X, treatment D and counts Y.
 
     The module has three sub-networks: a generator (an MLP on [X, D, Y] with ``n_hidden`` ReLU units and
     ``n_latent`` sigmoid outputs), a linear logistic classifier D ~ [X, Z-hat], and a linear NB head with
