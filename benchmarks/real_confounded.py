@@ -88,18 +88,21 @@ def load(path: Path = DATA) -> ad.AnnData:
     return adata
 
 
+def _covariates_and_offset(adata, design: Design) -> tuple[np.ndarray, np.ndarray | None]:
+    """The GLMs' covariates (one-hot categorical keys, and the log library without a size factor) and log offset."""
+    parts = [pd.get_dummies(adata.obs[key], drop_first=True).to_numpy(float) for key in design.categorical_keys]
+    if design.size_factor_key is None:
+        return np.hstack([adata.obs[["log_library"]].to_numpy(float), *parts]), None
+    return np.hstack(parts), np.log(adata.obs[design.size_factor_key].to_numpy(float))
+
+
 def glm_effects(adata, extra: np.ndarray | None = None, design: Design = DESIGNS["glioblastoma"]) -> np.ndarray:
     """D coefficient of the per-gene NB GLM on [1, library, covariates, D, extra] (NaN where IRLS did not converge).
 
     The library enters as the design's offset (``size_factor_key``) or, without one, as the log library covariate.
     """
-    parts = [pd.get_dummies(adata.obs[key], drop_first=True).to_numpy(float) for key in design.categorical_keys]
-    offset = None
-    if design.size_factor_key is None:
-        parts.insert(0, adata.obs[["log_library"]].to_numpy(float))
-    else:
-        offset = np.log(adata.obs[design.size_factor_key].to_numpy(float))
-    matrix = design_matrix(np.hstack(parts), adata.obs["treatment"].to_numpy(float), extra)
+    covariates, offset = _covariates_and_offset(adata, design)
+    matrix = design_matrix(covariates, adata.obs["treatment"].to_numpy(float), extra)
     fit = fit_nb_glm(adata.layers["counts"], matrix.matrix, offset=offset)
     return np.where(fit.converged, fit.coef[:, matrix.treatment_index], np.nan)
 
@@ -125,13 +128,9 @@ def confounded_subsample(adata, seed: int, propensities=PROPENSITIES) -> ad.AnnD
 
 def residual_pca(adata, n_components: int = 5, design: Design = DESIGNS["glioblastoma"]) -> np.ndarray:
     """RUV-style correction: top PCs of the naive fit's Pearson residuals."""
-    parts = [pd.get_dummies(adata.obs[key], drop_first=True).to_numpy(float) for key in design.categorical_keys]
-    offset = np.zeros(adata.n_obs)
-    if design.size_factor_key is None:
-        parts.insert(0, adata.obs[["log_library"]].to_numpy(float))
-    else:
-        offset = np.log(adata.obs[design.size_factor_key].to_numpy(float))
-    matrix = design_matrix(np.hstack(parts), adata.obs["treatment"].to_numpy(float))
+    covariates, offset = _covariates_and_offset(adata, design)
+    offset = np.zeros(adata.n_obs) if offset is None else offset
+    matrix = design_matrix(covariates, adata.obs["treatment"].to_numpy(float))
     fit = fit_nb_glm(adata.layers["counts"], matrix.matrix, offset=offset)
     y = np.asarray(adata.layers["counts"].todense(), dtype=float)
     mu = np.exp(matrix.matrix @ fit.coef.T + offset[:, None])
