@@ -140,6 +140,31 @@ def test_fit_with_sample_key_writes_sample_aware_effects(tmp_path):
     table = pd.read_csv(tmp_path / "e.csv", index_col=0)
     assert (table["n_samples_treated"] == 4).all() and (table["n_samples_control"] == 4).all()
     assert (table["df"] > 0).all()
+    assert table["z_adjusted"].all()  # one Z-hat column and 8 samples leave 5 residual df
+
+
+def test_fit_with_too_few_samples_for_z_hat_tests_without_it_and_says_so(tmp_path, capsys):
+    adata = zconf.data.simulate("confounded", n_obs=240, n_vars=20, random_state=1)
+    adata.obs["donor"] = [f"d{int(t)}{i % 2}" for i, t in enumerate(adata.obs["treatment"])]  # 2 donors per arm
+    sim = tmp_path / "sim.h5ad"
+    adata.write_h5ad(sim)
+    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    argv += [
+        "--n-latent",
+        "2",
+        "--n-init",
+        "1",
+        "--max-epochs",
+        "4",
+        "--accelerator",
+        "cpu",
+        "--plots",
+        str(tmp_path / "plots"),
+    ]
+    assert main([*argv, "--effects", str(tmp_path / "e.csv"), "--sample-key", "donor"]) == 0
+    assert not pd.read_csv(tmp_path / "e.csv", index_col=0)["z_adjusted"].any()
+    assert json.loads((tmp_path / "plots" / "summary.json").read_text())["effects"]["z_adjusted"] is False
+    assert "Z-hat not adjusted for" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("key", ["arm", "nope"])

@@ -131,6 +131,8 @@ def _effects_summary(model, adata, effects, z, effects_kwargs: dict) -> dict:
         "n_genes_tested": int(tested.sum()),
         "n_padj_below_0.1": int((effects["padj"] < 0.1).sum()),
     }
+    if "z_adjusted" in effects and model.n_latent_ > 0:  # sample-aware: Z-hat may have been left out (no df)
+        out["z_adjusted"] = bool(effects["z_adjusted"].all())
     if "treatment_effect_true" in adata.var and per_cell and effects_kwargs.get("groupby") is None:
         truth = adata.var["treatment_effect_true"].to_numpy()
         naive = model.treatment_effects(adjust=False, **effects_kwargs)
@@ -375,6 +377,8 @@ def _print_summary(summary: dict) -> None:
         eff = summary["effects"]
         line = f"Treatment effects: {eff['n_padj_below_0.1']} of {eff['n_genes_tested']} genes at padj < 0.1"
         line += f" (replicates: {eff['replicates']})"
+        if eff.get("z_adjusted") is False:
+            line += "; Z-hat not adjusted for where the samples leave no degrees of freedom for it (column z_adjusted)"
         if "rmse_adjusted" in eff:
             line += f"; RMSE against the true effects {eff['rmse_adjusted']:.3f} (naive {eff['rmse_naive']:.3f})"
         print(line + ".")
