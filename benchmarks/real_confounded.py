@@ -74,9 +74,6 @@ DESIGNS = {
         size_factor_key="size_factor",
     ),
 }
-#: obs columns that name the glioblastoma patient
-PATIENT_COLUMNS = DESIGNS["glioblastoma"].hidden_columns
-PROPENSITIES = np.asarray(DESIGNS["glioblastoma"].propensities)
 
 
 def load(path: Path = DATA) -> ad.AnnData:
@@ -111,7 +108,7 @@ def patient_one_hot(adata) -> np.ndarray:
     return pd.get_dummies(adata.obs["donor"], drop_first=True).to_numpy(float)
 
 
-def confounded_subsample(adata, seed: int, propensities=PROPENSITIES) -> ad.AnnData:
+def confounded_subsample(adata, seed: int, propensities=DESIGNS["glioblastoma"].propensities) -> ad.AnnData:
     """Subsample one arm within each patient so that P(treated | patient) takes the ``propensities``."""
     rng = np.random.default_rng(seed)
     patients = adata.obs["donor"].astype("category").cat.categories
@@ -140,7 +137,7 @@ def residual_pca(adata, n_components: int = 5, design: Design = DESIGNS["gliobla
     return u[:, :n_components] * s[:n_components]
 
 
-def hidden(adata, columns: tuple[str, ...] = PATIENT_COLUMNS) -> ad.AnnData:
+def hidden(adata, columns: tuple[str, ...] = DESIGNS["glioblastoma"].hidden_columns) -> ad.AnnData:
     """The subsample as a user without patient labels would have it."""
     out = adata.copy()
     out.obs = out.obs.drop(columns=[c for c in columns if c in out.obs])

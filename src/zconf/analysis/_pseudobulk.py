@@ -336,26 +336,7 @@ def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opt
         # first order log μ moves with the library share of each state (a cell-count share ignores depth)
         weights = counts_per_cell if offset_cells is None else np.exp(offset_cells)
         composition = _informative(np.asarray(summer @ (z * weights[:, None])) / raw_library[:, None])
-    with_z = composition is not None and composition.shape[1] > 0
-    design = design_matrix(x, d, composition if with_z else None)
-    if with_z and not _testable(design.matrix) and _testable(design_matrix(x, d).matrix):
-        warnings.warn(
-            f"Z-hat's composition adds {composition.shape[1]} column(s) to the design of {len(levels)} samples and "
-            "leaves no residual degrees of freedom: these samples are tested without Z-hat (column z_adjusted is "
-            "False). With so few samples, Z-hat's share in each sample cannot be told apart from the samples "
-            "themselves; the sample-level covariates (for example the donor of paired samples) still enter.",
-            UserWarning,
-            stacklevel=4,
-        )
-        design, with_z = design_matrix(x, d), False
-    rank = np.linalg.matrix_rank(design.matrix)
-    if not _testable(design.matrix):
-        msg = (
-            f"The pseudobulk design has {design.matrix.shape[1]} columns (rank {rank}) for {len(levels)} samples: "
-            f"no residual degrees of freedom left for the test. Use more samples, fewer sample-level covariates "
-            "or fewer Z-hat states."
-        )
-        raise ValueError(msg)
+    design, with_z = _sample_design(x, d, composition, len(levels))
     treated_cells = d_cells == 1
     arm_sums = (
         np.asarray(data_counts[~treated_cells].sum(0)).ravel(),
@@ -363,6 +344,38 @@ def _effects_one(data_counts, d_cells, covariates, z, offset_cells, samples, opt
     )
     table = _fit_table(y, np.log(library), design, d, n_cells, arm_sums, opts)
     return {**table, "z_adjusted": np.full(y.shape[1], with_z)}
+
+
+def _sample_design(x: np.ndarray, d: np.ndarray, composition: np.ndarray | None, n_samples: int):
+    """The pseudobulk design [1, X, D, Z-hat composition] and whether Z-hat is in it.
+
+    Z-hat's columns are left out, with a warning, when they would leave no residual degrees of freedom and the
+    design without them leaves some; a design that leaves none either way is an error.
+    """
+    without = design_matrix(x, d)
+    if composition is None or composition.shape[1] == 0:
+        design, with_z = without, False
+    else:
+        design, with_z = design_matrix(x, d, composition), True
+        if not _testable(design.matrix) and _testable(without.matrix):
+            warnings.warn(
+                f"Z-hat's composition adds {composition.shape[1]} column(s) to the design of {n_samples} samples "
+                "and leaves no residual degrees of freedom: these samples are tested without Z-hat (column "
+                "z_adjusted is False). With so few samples, Z-hat's share in each sample cannot be told apart from "
+                "the samples themselves; the sample-level covariates (for example the donor of paired samples) "
+                "still enter.",
+                UserWarning,
+                stacklevel=5,
+            )
+            design, with_z = without, False
+    if not _testable(design.matrix):
+        msg = (
+            f"The pseudobulk design has {design.matrix.shape[1]} columns (rank {np.linalg.matrix_rank(design.matrix)})"
+            f" for {n_samples} samples: no residual degrees of freedom left for the test. Use more samples, fewer "
+            "sample-level covariates or fewer Z-hat states."
+        )
+        raise ValueError(msg)
+    return design, with_z
 
 
 def _testable(design: np.ndarray) -> bool:

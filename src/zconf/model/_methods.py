@@ -237,36 +237,26 @@ class AnalysisMethods:
         )
 
     def _pseudobulk_effects(self, adata, data, z_columns, sample_key, groupby, alpha) -> pd.DataFrame:
-        """Sample-aware effects on the registered cells: the ``sample_key`` branch of :meth:`treatment_effects`."""
-        samples, groups = self.check_sample_keys(sample_key, groupby, adata)
+        """Sample-aware effects on the registered cells: the ``sample_key`` branch of :meth:`treatment_effects`.
+
+        ``adata`` is validated already; :func:`~zconf.analysis.pseudobulk_effects` checks that the samples nest in
+        the treatment.
+        """
+        samples, groups = _sample_labels(adata, sample_key, groupby)
         return pseudobulk_effects(data, samples, z_columns, groups=groups, alpha=alpha, gene_names=adata.var_names)
 
-    def check_sample_keys(
-        self, sample_key: str | None, groupby: str | None = None, adata: AnnData | None = None
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def check_sample_keys(self, sample_key: str | None, groupby: str | None = None, adata: AnnData | None = None):
         """Check the ``sample_key`` and ``groupby`` of sample-aware effects before anything is fitted.
 
         The columns must exist without missing labels, and every sample must hold one treatment value (the sample
         is the replicate unit of the test). ``zconf fit --sample-key`` calls this before training, so that a wrong
-        key fails at once and not after the fit.
-
-        Returns
-        -------
-        The sample labels and the group labels (``None`` where the key is ``None``).
+        key fails at once and not after the fit; :meth:`treatment_effects` makes the same checks.
         """
-        if sample_key is None:
-            if groupby is not None:
-                msg = "`groupby` needs `sample_key`: name the adata.obs column of the replicate unit (e.g. 'donor')."
-                raise ValueError(msg)
-            return None, None
         adata = self._validate_anndata(adata)
-        samples = required_obs_column(adata, sample_key, "sample_key", "replicate unit").to_numpy()
-        treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
-        check_samples_nest(np.asarray(treatment).ravel(), samples)
-        groups = None
-        if groupby is not None:
-            groups = required_obs_column(adata, groupby, "groupby", "cell group").to_numpy()
-        return samples, groups
+        samples, _ = _sample_labels(adata, sample_key, groupby)
+        if samples is not None:
+            treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
+            check_samples_nest(np.asarray(treatment).ravel(), samples)
 
     def sensitivity(self, adata: AnnData | None = None, *, soft: bool = False) -> dict:
         """How much deviance Z-hat explains beyond X (and D): the DBPR partial R² as sensitivity parameters.
@@ -418,3 +408,15 @@ class AnalysisMethods:
         categorical = self.latent_distribution_ == "categorical"
         _outputs.write_outputs(adata, predictions, params, key_added, categorical=categorical)
         return adata if copy else None
+
+
+def _sample_labels(adata: AnnData, sample_key: str | None, groupby: str | None):
+    """The ``sample_key`` and ``groupby`` columns of ``adata.obs`` as arrays (``None`` for a ``None`` key)."""
+    if sample_key is None:
+        if groupby is not None:
+            msg = "`groupby` needs `sample_key`: name the adata.obs column of the replicate unit (e.g. 'donor')."
+            raise ValueError(msg)
+        return None, None
+    samples = required_obs_column(adata, sample_key, "sample_key", "replicate unit").to_numpy()
+    groups = None if groupby is None else required_obs_column(adata, groupby, "groupby", "cell group").to_numpy()
+    return samples, groups
