@@ -30,14 +30,15 @@ docs: $(STAMP)
 	rm -rf docs/_build docs/generated
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
-# every benchmark (about 2 h on 2 CPU cores, with the optional peers), then the README's results table
+# every benchmark (about 2.5 h on 2 CPU cores, with the optional peers), then the README's results table
 # (benchmarks/summary.py)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	for script in recovery options effects strength_sweep speed scale paired_vae selection weak_limit \
-		real_confounded real_randomized sample_null sample_null_patients library_offset library_default epoch_cap; do \
+		real_confounded real_randomized sample_null sample_null_patients library_offset library_default epoch_cap real_semisynthetic; do \
 		$(PY) -m benchmarks.$$script || exit 1; \
 	done
+	$(PY) -m benchmarks.real_confounded --design kang_distinct
 	$(PY) -m benchmarks.summary
 
 lint: $(STAMP)
