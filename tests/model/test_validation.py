@@ -105,6 +105,15 @@ def test_genes_differ_from_training(trained):
         model.get_latent_representation(adata[:, ::-1].copy())
 
 
+def test_new_anndata_counts_are_checked(trained):
+    model, adata = trained
+    other = adata.copy()
+    other.layers["counts"] = other.layers["counts"] * 0.5  # normalised, not counts
+    with pytest.raises(ValueError, match="non-integer"):
+        model.get_latent_representation(other)
+    assert model.get_latent_representation(adata.copy()).shape[0] == adata.n_obs  # whole counts pass
+
+
 def test_all_zero_gene_warns(adata):
     counts = adata.layers["counts"].copy()
     counts[:, 0] = 0

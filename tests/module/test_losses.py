@@ -48,14 +48,16 @@ def test_extreme_values_stay_finite():
     assert torch.isfinite(nb_log_likelihood(y, log_mean, log_theta)).all()
 
 
-@pytest.mark.parametrize("rate", [4.0, 0.3])  # few zeros, and mostly zeros (the sparse normaliser's case)
-def test_state_log_likelihoods_equal_the_elementwise_sum_with_gradients(rate):
+@pytest.mark.parametrize("integer_counts", [False, True])  # every count or the non-zeros; the count tables
+@pytest.mark.parametrize("rate", [4.0, 0.3, 60.0])  # few zeros, mostly zeros, counts beyond the tables
+def test_state_log_likelihoods_equal_the_elementwise_sum_with_gradients(rate, integer_counts):
     generator = torch.Generator().manual_seed(0)
     y = torch.poisson(torch.full((6, 9), rate), generator=generator).double()
     y[2] = 0.0  # a cell without counts
+    y[3, 4] = 5000.0  # far beyond COUNT_TABLE_MAX
     log_mean = torch.randn(6, 3, 9, generator=generator, dtype=torch.float64).requires_grad_()
     log_theta = torch.randn(9, generator=generator, dtype=torch.float64).requires_grad_()
-    fast = nb_state_log_likelihoods(y, log_mean, log_theta)
+    fast = nb_state_log_likelihoods(y, log_mean, log_theta, integer_counts=integer_counts)
     slow = nb_log_likelihood(y.unsqueeze(1), log_mean, log_theta).sum(-1)
     torch.testing.assert_close(fast, slow)
     weights = torch.rand(6, 3, generator=generator, dtype=torch.float64)  # as the state weights of the loss
@@ -65,12 +67,26 @@ def test_state_log_likelihoods_equal_the_elementwise_sum_with_gradients(rate):
         torch.testing.assert_close(a, b)
 
 
-def test_state_log_likelihoods_pass_gradcheck():
+@pytest.mark.parametrize("integer_counts", [False, True])
+def test_state_log_likelihoods_pass_gradcheck(integer_counts):
     generator = torch.Generator().manual_seed(1)
     y = torch.poisson(torch.full((4, 5), 2.0), generator=generator).double()
+    y[0, 0] = 300.0  # beyond the count tables
     log_mean = torch.randn(4, 2, 5, generator=generator, dtype=torch.float64).requires_grad_()
     log_theta = torch.randn(5, generator=generator, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda m, t: nb_state_log_likelihoods(y, m, t), (log_mean, log_theta))
+    function = lambda m, t: nb_state_log_likelihoods(y, m, t, integer_counts=integer_counts)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (log_mean, log_theta))
+
+
+def test_count_tables_hold_float32_precision_at_real_depths():
+    generator = torch.Generator().manual_seed(2)
+    y = torch.poisson(torch.full((128, 500), 3.0), generator=generator)
+    y[:, :5] = torch.poisson(torch.full((128, 5), 400.0), generator=generator)  # a few highly expressed genes
+    log_mean = torch.randn(128, 2, 500, generator=generator)
+    log_theta = torch.randn(500, generator=generator)
+    tables = nb_state_log_likelihoods(y, log_mean, log_theta, integer_counts=True)
+    exact = nb_log_likelihood(y.double().unsqueeze(1), log_mean.double(), log_theta.double()).sum(-1)
+    torch.testing.assert_close(tables.double(), exact, rtol=1e-5, atol=1e-2)
 
 
 def test_digamma_matches_torch_over_the_range_of_counts_plus_theta():

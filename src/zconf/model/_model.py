@@ -106,9 +106,8 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         }
         _validation.check_n_latent(n_latent, max_latent, latent_distribution, max_levels)
         self.latent_selection_: pd.DataFrame | None = None
-        auto = n_latent == "auto"
         distribution = latent_distribution or "bernoulli"
-        first_size = (2 if distribution == "categorical" else 1) if auto else n_latent  # "auto" rebuilds it
+        first_size = (2 if distribution == "categorical" else 1) if n_latent == "auto" else n_latent  # rebuilt
         self.module = self._module_cls(n_latent=first_size, latent_distribution=distribution, **self._module_kwargs)
         self._model_summary_string = (
             f"ZConf: n_latent={n_latent}, latent_distribution={latent_distribution!r}, n_hidden={n_hidden}, "
@@ -279,9 +278,9 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         ZConfTrainingPlan.fit_baselines(self.module, self._make_data_loader(adata=self.adata))
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:
-        """scvi-tools' validation, after a clear error for an AnnData whose genes differ from the training data."""
+        """scvi-tools' validation, after a new AnnData's genes and counts are checked against the training data."""
         if adata is not None and self.adata is not None:
-            _validation.check_same_genes(adata, self.adata.var_names)
+            _validation.check_same_genes(adata, self.adata.var_names, _validation.unregistered_layer(self, adata))
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ getters

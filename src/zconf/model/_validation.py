@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
+from scvi.data._constants import _SCVI_UUID_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -261,9 +262,26 @@ def validate_dispersion(adata: AnnData, dispersion_key: str) -> np.ndarray:
     return _positive_column(adata, "var", dispersion_key, "Dispersion", requirement)
 
 
-def check_same_genes(adata: AnnData, trained: pd.Index) -> None:
-    """Raise a ValueError naming the missing genes when ``adata``'s genes differ from the training genes."""
+def unregistered_layer(model, adata: AnnData) -> str | None | bool:
+    """``False`` when ``adata`` is registered with ``model``, else the counts layer of its setup (``None``: X).
+
+    Looked up without scvi-tools' ``get_anndata_manager``, which transfers the setup to a copy as it looks.
+    """
+    store = type(model)._per_instance_manager_store.get(model.id, {})
+    manager = store.get(adata.uns.get(_SCVI_UUID_KEY))
+    return False if manager is not None and manager.adata is adata else model.registry_["setup_args"]["layer"]
+
+
+def check_same_genes(adata: AnnData, trained: pd.Index, unregistered_layer: str | None | bool = False) -> None:
+    """Raise a ValueError naming the missing genes when ``adata``'s genes differ from the training genes.
+
+    For an AnnData not yet registered with the model (``unregistered_layer``: its counts layer, ``None`` for
+    ``X``; ``False`` when registered), its counts are checked as :func:`validate_counts` checks the training data's:
+    the model reads whole counts (:func:`zconf.module.nb_state_log_likelihoods`'s ``integer_counts``).
+    """
     if adata.n_vars == len(trained) and adata.var_names.equals(trained):
+        if unregistered_layer is not False:
+            validate_counts(adata, unregistered_layer)
         return
     missing = trained.difference(adata.var_names)
     msg = (

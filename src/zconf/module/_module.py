@@ -454,7 +454,7 @@ class ZConfModule(BaseModuleClass):
         y = tensors[REGISTRY_KEYS.X_KEY].float().to(d.device)
         log_d = -bernoulli_nll(outputs[MODULE_KEYS.D_LOGIT_KEY], d.unsqueeze(-1))  # (n_obs_minibatch, n_states)
         log_mean = outputs[MODULE_KEYS.LOG_MEAN_KEY]
-        log_y = nb_state_log_likelihoods(y, log_mean, self.nb_head.clamped_log_theta())
+        log_y = nb_state_log_likelihoods(y, log_mean, self.nb_head.clamped_log_theta(), integer_counts=True)
         log_prior = self.latent.prior_log_probs(self.z_prior_logit, self.states)  # (n_states,)
         return log_prior, log_d, log_y
 
@@ -529,7 +529,7 @@ class ZConfModule(BaseModuleClass):
         d_logit = generative_outputs[MODULE_KEYS.D_LOGIT_KEY]
         log_mean = generative_outputs[MODULE_KEYS.LOG_MEAN_KEY]
         nll_d = bernoulli_nll(d_logit, d.unsqueeze(-1))  # (n_obs_minibatch, n_states)
-        nll_y = -nb_state_log_likelihoods(y, log_mean, self.nb_head.clamped_log_theta())
+        nll_y = -nb_state_log_likelihoods(y, log_mean, self.nb_head.clamped_log_theta(), integer_counts=True)
         z_logits = inference_outputs[MODULE_KEYS.Z_LOGITS_KEY]
         weights = self.latent.state_weights(z_logits, generative_outputs[MODULE_KEYS.STATES_KEY])
         kl = self.latent.prior_term(z_logits, self.z_prior_logit)  # (n_obs_minibatch,)
