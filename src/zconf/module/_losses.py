@@ -141,9 +141,13 @@ class _NonZeroNormaliser:
         return self.theta * torch.zeros_like(self.theta).index_add(0, self.cols, terms)
 
 
-#: Counts up to this value are read from the tables of :class:`_CountTableNormaliser`; larger ones (rare) are
-#: computed directly. 128 rows of tables cost as much as one pass over a minibatch of 128 cells.
-COUNT_TABLE_MAX = 128
+#: Counts up to this value are read from the tables of :class:`_CountTableNormaliser`; larger ones (about 1% of
+#: the non-zero counts of the ``confounded`` preset, fewer in single-cell data) are computed directly. A table row
+#: costs one log (or reciprocal) per gene, in double precision: 482 rows (the largest count of a minibatch of the
+#: ``confounded`` preset at 2,000 genes) took 20 ms, more than the dense form. The normaliser's forward and
+#: backward with two states there (1 thread, 2026-12-07): 8.2-8.8 ms with 32 rows, 9.0-9.3 ms with 64, 11-12 ms
+#: dense.
+COUNT_TABLE_MAX = 32
 
 
 class _CountTableNormaliser:
@@ -154,13 +158,13 @@ class _CountTableNormaliser:
     count, read at each cell's count. ``torch.lgamma`` and ``torch.digamma`` are scalar loops on the CPU: at 128 x
     2,000 counts (1 thread, 2026-12-07) the normaliser's forward and backward took 5.6-6.0 ms in the dense form,
     2.3 ms over the non-zeros at 10% non-zero counts (5.0 ms at 26%), and 1.9-2.6 ms from the tables at 10-50%
-    and counts up to 58. Sums run in double precision. Counts above :data:`COUNT_TABLE_MAX` are read at the
+    and counts up to 58. The tables are summed in double precision. Counts above :data:`COUNT_TABLE_MAX` are read at the
     table's last row and corrected from log Γ and ψ directly. The largest count is read on the host, so this is
     for the CPU only.
     """
 
     def __init__(self, y: torch.Tensor, theta: torch.Tensor):
-        self.theta, self.n_obs = theta, y.shape[0]
+        self.theta = theta
         top = int(y.max()) if y.numel() else 0
         self.rows_in_table = min(top, COUNT_TABLE_MAX)
         counts = y.long()
@@ -168,9 +172,8 @@ class _CountTableNormaliser:
         if top > self.rows_in_table:
             rows, cols = torch.nonzero(counts > self.rows_in_table, as_tuple=True)
             self.big = (rows, cols, y[rows, cols])
-            counts = counts.clamp_max(self.rows_in_table)
-        self.counts = counts
-        self.flat = counts * theta.shape[0] + torch.arange(theta.shape[0], device=y.device)
+            counts = counts.clamp_max_(self.rows_in_table)
+        self.counts = counts  # (n_obs, n_vars): each count's table row
 
     def _table(self, terms) -> torch.Tensor:
         """``(rows + 1, n_vars)``: row k is Σ_{j<k} of ``terms`` at θ + j, for j = 0 ... rows − 1."""
@@ -182,7 +185,7 @@ class _CountTableNormaliser:
         log_table = self._table(torch.log)
         log_factorial = torch.arange(1, self.rows_in_table + 1, dtype=torch.float64).log().cumsum(0)
         log_factorial = torch.cat([log_factorial.new_zeros(1), log_factorial]).to(self.theta.dtype)
-        total = log_table.view(-1).take(self.flat).sum(-1) - log_factorial.take(self.counts).sum(-1)
+        total = log_table.gather(0, self.counts).sum(-1) - log_factorial.take(self.counts).sum(-1)
         if self.big is not None:
             rows, cols, values = self.big
             theta = self.theta[cols]
@@ -192,7 +195,7 @@ class _CountTableNormaliser:
 
     def theta_grad(self, per_cell: torch.Tensor) -> torch.Tensor:
         inverse_table = self._table(torch.reciprocal)
-        grad = per_cell @ inverse_table.view(-1).take(self.flat)
+        grad = per_cell @ inverse_table.gather(0, self.counts)
         if self.big is not None:
             rows, cols, values = self.big
             theta = self.theta[cols]
