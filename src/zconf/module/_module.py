@@ -361,9 +361,9 @@ class ZConfModule(BaseModuleClass):
         no_latent = covariates.new_zeros(d.shape[0], self.n_latent)
         without_z = self.nb_head(self.head_covariates(covariates, d), d, no_latent)  # (n_obs, n_vars)
         state_part = self.states.to(without_z) @ self._z_weights().T  # (n_states, n_vars)
-        log_mean = without_z.unsqueeze(1) + state_part
         if log_library is None:
-            return log_mean
+            return without_z.unsqueeze(1) + state_part
+        log_mean = (without_z + log_library).unsqueeze(1) + state_part  # the offset added over genes, not states
         if self.renormalises_latent:
             cell_peak = without_z.detach().amax(-1, keepdim=True)
             state_peak = state_part.detach().amax(-1, keepdim=True)  # (n_states, 1)
@@ -371,8 +371,8 @@ class ZConfModule(BaseModuleClass):
             state_ratios = cell_weights @ (state_part - state_peak).exp().T  # (n_obs, n_states)
             state_ratios = state_ratios.clamp_min(torch.finfo(log_mean.dtype).tiny)
             shift = state_ratios.log() - cell_weights.sum(-1, keepdim=True).log() + state_peak.T  # (n_obs, n_states)
-            log_mean = log_mean - shift.unsqueeze(-1)
-        return log_mean + log_library.unsqueeze(1)
+            log_mean = log_mean.sub_(shift.unsqueeze(-1))  # in place: the sum's backward does not need it
+        return log_mean
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
