@@ -172,7 +172,9 @@ def atlas(n_obs: int = 100_000, n_vars: int = 2000, seed: int = 0) -> None:
         "with them (2026-12-06): 189 s, one fit 53 s. Since 2026-12-07 the model without Z steps only its heads, "
         "screens are 2 epochs of at most 80 minibatches, the link test sums at most 40,000 cells and the held-out "
         "likelihood and link share one pass; since the fourth session of that day the candidates skip the checks of "
-        "Z-hat after training (muted anyway) and the collapse check of a start reads at most 20,000 cells."
+        "Z-hat after training (muted anyway) and the collapse check of a start reads at most 20,000 cells (142 s, one "
+        "fit 50 s). Since the sixth session of that day the NB term is one autograd Function with its normaliser read "
+        "from count tables, every state comes from one pass of the NB head, and Adam is fused (docs/scale.md)."
     )
     columns = ["benchmark", "n_obs", "n_vars", "seed", "latent", "epochs", "train_s", "abs_corr"]
     title = "Time to accuracy at 100,000 × 2,000 (CPU; the confounded preset's counts as CSR)"

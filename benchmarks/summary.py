@@ -119,6 +119,12 @@ def _speed_rows() -> list[tuple[str, str, str, str]]:
     """Epoch time against SCVI and the plain loop, peak memory and time to accuracy (issues 15 and 16)."""
     out = []
     speed = _load("speed") or []
+    if speed:  # the issue's ZConf / SCVI target holds at every size: one row over all sizes run, misses named
+        ratios = [r["ratio_zconf_to_scvi"] for r in speed]
+        misses = [f"{r['n_obs']:,} × {r['n_vars']:,} ({r['ratio_zconf_to_scvi']:.2f})" for r in speed]
+        misses = [m for m, ratio in zip(misses, ratios, strict=True) if ratio > 0.35]
+        value = f"{min(ratios):.2f}–{max(ratios):.2f}" + (f"; above at {', '.join(misses)}" if misses else "")
+        out.append((f"epoch time ZConf / SCVI, every size run ({len(speed)})", "≤ 0.35", value, "speed"))
     for r in speed:
         if r["n_obs"] >= 10000 and r["n_vars"] >= 1000:
             size = f"{r['n_obs']:,} × {r['n_vars']:,}"
