@@ -32,13 +32,17 @@ def _batches(loader, seed: int) -> list[dict]:
     return [{key: value.clone() for key, value in batch.items()} for batch in loader]
 
 
-@pytest.mark.parametrize("sparse_counts", [False, True])
+@pytest.mark.parametrize("sparse_counts", [False, "dense copy", "csr"])  # small sparse data are densified once
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_batches_equal_scvi_tools_loader(adata, sparse_counts, shuffle):
-    _, manager = _manager(adata, sparse_counts, categorical=True)
+def test_batches_equal_scvi_tools_loader(adata, sparse_counts, shuffle, monkeypatch):
+    if sparse_counts == "csr":
+        monkeypatch.setattr("zconf.dataloaders._in_memory.DENSE_COPY_MAX_VALUES", 0)
+    _, manager = _manager(adata, bool(sparse_counts), categorical=True)
     indices = np.arange(0, adata.n_obs, 2)[::-1]
     kwargs = {"indices": indices, "batch_size": 16, "shuffle": shuffle, "drop_last": True}
-    ours = _batches(InMemoryAnnDataLoader(manager, **kwargs), seed=3)
+    loader = InMemoryAnnDataLoader(manager, **kwargs)
+    assert (loader.fields["X"].local_dense is not None) == (sparse_counts == "dense copy")
+    ours = _batches(loader, seed=3)
     theirs = _batches(AnnDataLoader(manager, **kwargs), seed=3)
     assert len(ours) == len(theirs) == len(indices) // 16
     for a, b in zip(ours, theirs, strict=True):
