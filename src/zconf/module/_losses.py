@@ -252,8 +252,9 @@ class _StateLogLikelihoods(torch.autograd.Function):
     Autograd through :func:`nb_log_kernel` and :func:`nb_log_normaliser` keeps about 25 passes over the
     ``(n_obs, n_states, n_vars)`` minibatch for a predictor step; here the forward pass makes four (the clamp,
     μ / θ, its log1p and a difference) and three reductions over genes (batched matrix-vector products), and
-    the backward pass four. Measured at 128 x 1,000 with two states on 1 thread (2026-12-07): the NB term's forward and backward
-    took 10.1 ms of a 13.6 ms predictor step before, 7.2 ms after (with the normaliser's digamma of that day).
+    the backward pass four. Measured at 128 x 1,000 with two states on 1 thread (2026-12-07): the NB term's
+    forward and backward took 10.1 ms of a 13.6 ms predictor step before, 7.2 ms after (with the normaliser's
+    digamma of that day).
     The gradients are, with r = μ / (θ + μ) and G the incoming gradient per cell and state,
 
         ∂/∂ log μ = G (y − (θ + y) r),
