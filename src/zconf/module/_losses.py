@@ -79,15 +79,10 @@ def nb_log_normaliser_sums(y: torch.Tensor, log_theta: torch.Tensor) -> torch.Te
     form is kept: finding the non-zeros there waits for the device, a host round trip per step. ``log_theta`` is
     per gene ``(n_vars,)``.
     """
-    dense = y.device.type != "cpu" or log_theta.dim() != 1
-    probe = y[:DENSITY_PROBE_ROWS]
-    if dense or torch.count_nonzero(probe) > SPARSE_NORMALISER_MAX_DENSITY * probe.numel():
+    if log_theta.dim() != 1:
         return nb_log_normaliser(y, log_theta).sum(-1)
-    rows, cols = torch.nonzero(y, as_tuple=True)
-    theta = log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP).exp()[cols]
-    counts = y[rows, cols]
-    terms = torch.lgamma(counts + theta) - torch.lgamma(theta) - torch.lgamma(counts + 1.0)
-    return torch.zeros(y.shape[0], dtype=terms.dtype, device=y.device).index_add(0, rows, terms)
+    theta = log_theta.clamp(-LOG_THETA_CLAMP, LOG_THETA_CLAMP).exp()
+    return _normaliser(y, theta, integer_counts=False).value()  # the forms of the NB Function's normaliser
 
 
 def nb_state_log_likelihoods(
