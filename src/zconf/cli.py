@@ -364,6 +364,8 @@ def _print_summary(summary: dict) -> None:
             print("No confounder supported by the data (n_latent=0): the effects are unadjusted.")
     if summary["latent_distribution"] == "categorical":
         print(f"One confounder with {summary['n_latent']} levels (obs['zconf_level']).")
+    if summary["latent_distribution"] == "normal":
+        print("One continuous confounder: Z-hat is its posterior mean (obsm['X_zconf']).")
     if summary["n_latent"] > 0:
         auc = summary["treatment_auroc"]
         print(f"AUROC of D: {auc['auroc_x']:.3f} from X, {auc['auroc_x_zhat']:.3f} from [X, Z-hat].")
@@ -469,9 +471,12 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-latent", type=int, default=None, help="most binary factors of --n-latent auto (4)")
     parser.add_argument(
         "--latent-distribution",
-        choices=["bernoulli", "categorical"],
+        choices=["bernoulli", "categorical", "normal"],
         default=None,
-        help="binary factors, or one confounder with --n-latent levels (default: both are candidates of auto)",
+        help=(
+            "binary factors, one confounder with --n-latent levels, or one continuous confounder (normal, "
+            "--n-latent 1); default: all are candidates of auto"
+        ),
     )
     parser.add_argument("--max-levels", type=int, default=None, help="most levels of a categorical candidate (8)")
     parser.add_argument("--n-hidden", type=int, default=None, help="hidden units of the generator (default: 128)")

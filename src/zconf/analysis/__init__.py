@@ -24,6 +24,7 @@ from ._selection import (
     stops_early,
     worth_fitting,
 )
+from ._signature_shift import shift_along_signature, signature_shift
 
 __all__ = [
     "PairedGain",
@@ -39,6 +40,8 @@ __all__ = [
     "complexity",
     "pseudobulk_effects",
     "selection_table",
+    "shift_along_signature",
+    "signature_shift",
     "signature_agreement",
     "state_overlap",
     "stops_early",

@@ -19,7 +19,7 @@ MODEL_DOCS = {
 n_latent
     Number of binary confounders (or levels of a categorical one), 0 allowed (the model without Z), or
     ``"auto"`` (default): chosen by the data when :meth:`train` is called. The candidates (the model without
-    Z, Bernoulli 1 to ``max_latent`` factors, categorical 3 to ``max_levels`` levels) are trained on 80% of
+    Z, Bernoulli 1 to ``max_latent`` factors, normal 1, categorical 3 to ``max_levels`` levels) are trained on 80% of
     the cells (stratified by treatment) and scored by the exact marginal log-likelihood log p(D, Y | X) of the
     other 20% (:meth:`get_marginal_log_likelihood`). The simplest candidate that no more complex one beats by
     more than two standard errors of the paired per-cell difference (and 0.05 nats per cell) is chosen, and the
@@ -31,8 +31,12 @@ max_latent
 latent_distribution
     ``"bernoulli"``: ``n_latent`` binary factors, additive in both heads. ``"categorical"``: one confounder
     with ``n_latent`` levels (a donor, a patient; softmax outputs, one-hot Z, marginalised exactly over its
-    levels); the name follows scvi-tools' ``latent_distribution``. ``None`` (default): both families are
-    candidates of ``n_latent="auto"``, and Bernoulli for an integer ``n_latent``.
+    levels); the name follows scvi-tools' ``latent_distribution``. ``"normal"``: one continuous confounder
+    (a stress or cycle score; ``n_latent=1``), one column in both heads, marginalised exactly on a grid of 21
+    values with a learned prior that starts as a discretised N(0, 1); Z-hat is its posterior mean, and
+    :meth:`treatment_effects` fixes the shift between arms that a continuous Z leaves open
+    (``shift_correction``). ``None`` (default): all three families are candidates of ``n_latent="auto"``, and
+    Bernoulli for an integer ``n_latent``.
 max_levels
     Largest number of levels among the categorical candidates of ``n_latent="auto"``.
 relaxation

@@ -6,6 +6,7 @@ so data flows one way: the model gives arrays, the analysis functions give table
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,12 +16,15 @@ from anndata import AnnData
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import pseudobulk_effects, state_overlap, treatment_effects
 from zconf.analysis._pseudobulk import check_samples_nest
+from zconf.analysis._signature_shift import shift_along_signature
 from zconf.glm import RegressionData, latent_block
 from zconf.metrics import deviance_partial_r2_from_arrays
 
 from . import _outputs, _submodels
 from ._docs import fill_doc
 from ._validation import check_effects_options, is_in_memory, log_library_sizes, required_obs_column
+
+logger = logging.getLogger(__name__)
 
 Z_SOURCES = ("soft", "hard")
 
@@ -142,6 +146,7 @@ class AnalysisMethods:
         device: str = "cpu",
         sample_key: str | None = None,
         groupby: str | None = None,
+        shift_correction: bool | None = None,
     ) -> pd.DataFrame:
         """Per-gene treatment effects from a negative binomial GLM adjusted for Z-hat.
 
@@ -187,6 +192,14 @@ class AnalysisMethods:
             With ``sample_key``: an ``adata.obs`` column of cell groups (cell type) that get one table each, as
             muscat does (a ``(group, gene)`` MultiIndex). Needed when a registered covariate varies within
             samples.
+        shift_correction
+            Whether Z-hat is shifted in the treated arm so that most genes carry no effect along its signature
+            (:func:`zconf.analysis.shift_along_signature`). A continuous Z leaves that shift unidentified: its mean
+            moving between the arms and effects proportional to its signature fit the counts equally. ``None``
+            (default): for the ``"normal"`` latent only, the one family with that ambiguity; binary and
+            categorical states are identified by their mixture proportions. The shift is in
+            ``table.attrs["z_shift"]``. It assumes that most genes are unaffected by the treatment, as the
+            median-gene centring of a library offset does.
 
         Returns
         -------
@@ -220,12 +233,18 @@ class AnalysisMethods:
             )
             raise ValueError(msg)
         z_columns = self._effects_z(adata, adjust, z, data.n_obs)
+        shift = None
+        if z_columns is not None and isinstance(z, str) and self._shifts_z(shift_correction):
+            z_columns, shift = shift_along_signature(data, z_columns, device=device)
+            logger.info("Z-hat shifted by %.3f in the treated arm along its gene signature (shift_correction).", shift)
         if sample_key is not None or groupby is not None:
-            return self._pseudobulk_effects(adata, data, z_columns, sample_key, groupby, alpha)
+            table = self._pseudobulk_effects(adata, data, z_columns, sample_key, groupby, alpha)
+            table.attrs["z_shift"] = shift
+            return table
         fixed = None
         if dispersion == "model":
             fixed = self.get_predictions(adata, indices=[0])["dispersion"]
-        return treatment_effects(
+        table = treatment_effects(
             data,
             z_columns,
             gene_names=adata.var_names,
@@ -235,6 +254,23 @@ class AnalysisMethods:
             min_cells=min_cells,
             device=device,
         )
+        table.attrs["z_shift"] = shift
+        return table
+
+    def _shifts_z(self, shift_correction: bool | None) -> bool:
+        """Whether the effects shift Z-hat along its signature: as asked, else for the normal latent only."""
+        if shift_correction is None:
+            return self.latent_distribution_ == "normal"
+        if not isinstance(shift_correction, bool):
+            msg = f"`shift_correction` must be True, False or None, got {shift_correction!r}."
+            raise ValueError(msg)
+        if shift_correction and self.module.latent.n_columns != 1:
+            msg = (
+                "shift_correction=True needs one continuous Z-hat column (latent_distribution='normal'); this model "
+                f"has {self.latent_distribution_} {self.n_latent_}."
+            )
+            raise ValueError(msg)
+        return shift_correction
 
     def _pseudobulk_effects(self, adata, data, z_columns, sample_key, groupby, alpha) -> pd.DataFrame:
         """Sample-aware effects on the registered cells: the ``sample_key`` branch of :meth:`treatment_effects`.

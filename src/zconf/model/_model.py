@@ -73,7 +73,7 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         n_hidden: int = 128,
         n_latent: int | Literal["auto"] = "auto",
         max_latent: int = 4,
-        latent_distribution: Literal["bernoulli", "categorical"] | None = None,
+        latent_distribution: Literal["bernoulli", "categorical", "normal"] | None = None,
         max_levels: int = 8,
         relaxation: Literal["marginal", "straight_through", "gumbel", "continuous"] = "marginal",
         intercept: bool = True,
@@ -127,12 +127,13 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
 
     @property
     def latent_distribution_(self) -> str:
-        """``"bernoulli"`` or ``"categorical"``: the family of the module's latent (chosen by ``n_latent="auto"``)."""
+        """``"bernoulli"``, ``"categorical"`` or ``"normal"``: the latent family (``n_latent="auto"`` chooses)."""
         return self.module.latent_distribution
 
     @latent_distribution_.setter
     def latent_distribution_(self, distribution: str) -> None:
-        self.set_latent(distribution, max(self.n_latent_, 2) if distribution == "categorical" else self.n_latent_)
+        sizes = {"categorical": max(self.n_latent_, 2), "normal": 1}  # the smallest valid size of each family
+        self.set_latent(distribution, sizes.get(distribution, self.n_latent_))
 
     def set_latent(self, distribution: str, n_latent: int) -> None:
         """Replace the module by an untrained one with this latent, unless it already has it.

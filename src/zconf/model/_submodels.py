@@ -217,15 +217,18 @@ def link_test_cells(n_train: int, n_held_out: int, random_state: int | None) -> 
 def candidates_to_try(distribution: str | None, max_latent: int, max_levels: int) -> list[tuple[str, int]]:
     """The candidates of the automatic choice, simplest first.
 
-    The model without Z, Bernoulli 1 to ``max_latent`` and categorical 3 to ``max_levels`` (categorical 2 is
-    Bernoulli 1); a ``distribution`` keeps its family only (categorical 2 included).
+    The model without Z, Bernoulli 1 to ``max_latent``, normal 1 and categorical 3 to ``max_levels``
+    (categorical 2 is Bernoulli 1); a ``distribution`` keeps its family only (categorical 2 included).
     """
     bernoulli = [("bernoulli", k) for k in range(1, max_latent + 1)] if distribution in (None, "bernoulli") else []
+    normal = [("normal", 1)] if distribution in (None, "normal") else []
     fewest_levels = 2 if distribution == "categorical" else 3  # beside Bernoulli, 2 levels would fit it again
     categorical = (
-        [("categorical", n) for n in range(fewest_levels, max_levels + 1)] if distribution != "bernoulli" else []
+        [("categorical", n) for n in range(fewest_levels, max_levels + 1)]
+        if distribution in (None, "categorical")
+        else []
     )
-    return [NO_LATENT, *bernoulli, *categorical]
+    return [NO_LATENT, *bernoulli, *normal, *categorical]
 
 
 def _score_candidate(
@@ -401,6 +404,8 @@ def choose_n_latent(model) -> dict:
         return state
     if distribution == "categorical":
         logger.info("The data support one confounder with %d levels (categorical); see latent_selection_.", n_latent)
+    elif distribution == "normal":
+        logger.info("The data support one continuous confounder (normal); see latent_selection_.")
     else:
         logger.info(
             "The data support %d binary confounder(s) (n_latent=%d); see latent_selection_.", n_latent, n_latent

@@ -212,13 +212,14 @@ def is_collapsed(z_prob: np.ndarray, latent=None) -> bool:
     """Whether Z-hat put (almost) every cell in one state: EM's known bad local optimum.
 
     For binary factors (the default ``latent``), some column with more than 97% of the cells in one state; for
-    a categorical ``latent`` (its ``is_collapsed`` rule), one level holding more than 97% of the cells.
+    a categorical ``latent`` (its ``is_collapsed`` rule), one level holding more than 97% of the cells; for a normal
+    one, posterior means that hardly vary.
     """
     if z_prob.shape[1] == 0:
         return False
-    means = z_prob.mean(axis=0)
     if latent is not None:
-        return latent.is_collapsed(means, COLLAPSE_SHARE)
+        return latent.is_collapsed(z_prob, COLLAPSE_SHARE)
+    means = z_prob.mean(axis=0)
     return bool(np.any((means < 1 - COLLAPSE_SHARE) | (means > COLLAPSE_SHARE)))
 
 

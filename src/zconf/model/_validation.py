@@ -296,15 +296,25 @@ def check_same_genes(adata: AnnData, trained: pd.Index, unregistered_layer: str 
 def check_n_latent(n_latent, max_latent, latent_distribution=None, max_levels: int = 8) -> None:
     """Raise a ValueError naming a bad ``n_latent``, ``latent_distribution``, ``max_latent`` or ``max_levels``.
 
-    ``n_latent`` is ``"auto"`` or an integer >= 0 (>= 2 levels for a categorical latent), ``max_latent`` >= 0
+    ``n_latent`` is ``"auto"`` or an integer >= 0 (>= 2 levels for a categorical latent, 1 for a normal one),
+    ``max_latent`` >= 0
     and ``max_levels`` >= 2.
     """
     valid_int = isinstance(n_latent, int | np.integer) and not isinstance(n_latent, bool) and n_latent >= 0
     if n_latent != "auto" and not valid_int:
         msg = f"`n_latent` must be 'auto' or an integer >= 0, got {n_latent!r}."
         raise ValueError(msg)
-    if latent_distribution not in (None, "bernoulli", "categorical"):
-        msg = f"`latent_distribution` must be 'bernoulli', 'categorical' or None (both), got {latent_distribution!r}."
+    if latent_distribution not in (None, "bernoulli", "categorical", "normal"):
+        msg = (
+            "`latent_distribution` must be 'bernoulli', 'categorical', 'normal' or None (all three), "
+            f"got {latent_distribution!r}."
+        )
+        raise ValueError(msg)
+    if latent_distribution == "normal" and valid_int and n_latent != 1:
+        msg = (
+            f"latent_distribution='normal' is one continuous confounder: n_latent must be 1 or 'auto', got "
+            f"{n_latent} (n_latent=0 with the default latent_distribution is the model without Z)."
+        )
         raise ValueError(msg)
     if latent_distribution == "categorical" and valid_int and n_latent < 2:
         msg = (

@@ -72,7 +72,8 @@ class ZConfModule(BaseModuleClass):
     latent_distribution
         ``"bernoulli"``: ``n_latent`` binary factors, additive in the heads. ``"categorical"``: one factor with
         ``n_latent`` levels (softmax generator outputs, one-hot Z), marginalised exactly over its levels
-        (needs ``relaxation="marginal"``).
+        (needs ``relaxation="marginal"``). ``"normal"``: one continuous factor (``n_latent=1``), one column in
+        the heads, marginalised on a grid of values (:class:`~zconf.module._latent.NormalGridLatent`).
     intercept
         Whether the classifier and the NB head have an intercept.
     fixed_dispersion
@@ -153,14 +154,15 @@ class ZConfModule(BaseModuleClass):
             + (n_cov if "covariates" in self.generator_inputs else 0)
             + (1 if "treatment" in self.generator_inputs else 0)
         )
-        self.generator = Generator(n_gen_in, n_latent, n_hidden)
-        self.classifier = TreatmentClassifier(n_cov, n_latent, intercept=intercept)
+        n_columns = self.latent.n_columns  # Z's columns in the heads (one for a normal latent on its grid)
+        self.generator = Generator(n_gen_in, self.latent.n_outputs, n_hidden)
+        self.classifier = TreatmentClassifier(n_cov, n_columns, intercept=intercept)
         self.nb_head = NBHead(
-            n_cov + self.n_interactions, n_latent, n_input, intercept=intercept, fixed_dispersion=fixed_dispersion
+            n_cov + self.n_interactions, n_columns, n_input, intercept=intercept, fixed_dispersion=fixed_dispersion
         )
         # Prior logit of P(Z=1): an M-step parameter, optimised with the classifier (the model of
         # "who is treated and why"), used only by the marginal relaxation.
-        self.z_prior_logit = torch.nn.Parameter(torch.zeros(n_latent))
+        self.z_prior_logit = torch.nn.Parameter(torch.zeros(self.latent.n_outputs))
         #: Gumbel-sigmoid temperature, set each epoch by the training plan (relaxation="gumbel").
         self.temperature = 1.0
         # Baselines without Z for the DBPR terms (fitted by the model before training when used):
@@ -358,7 +360,7 @@ class ZConfModule(BaseModuleClass):
         part spans more than ~87 nats across genes beyond where the cell's part peaks (a diverged fit); it is
         kept finite there.
         """
-        no_latent = covariates.new_zeros(d.shape[0], self.n_latent)
+        no_latent = covariates.new_zeros(d.shape[0], self.latent.n_columns)
         without_z = self.nb_head(self.head_covariates(covariates, d), d, no_latent)  # (n_obs, n_vars)
         state_part = self.states.to(without_z) @ self._z_weights().T  # (n_states, n_vars)
         if log_library is None:
@@ -448,7 +450,7 @@ class ZConfModule(BaseModuleClass):
     def _state_log_terms(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """The log-prior ``(n_states,)``, log p(D | X, z) and log p(Y | X, D, z) ``(n_obs, n_states)`` per state."""
         d = tensors[REGISTRY_KEYS.TREATMENT_KEY].squeeze(-1).float()
-        placeholder = {MODULE_KEYS.Z_KEY: d.new_zeros(d.shape[0], self.n_latent)}
+        placeholder = {MODULE_KEYS.Z_KEY: d.new_zeros(d.shape[0], self.latent.n_columns)}
         generative_inputs = self._get_generative_input(tensors, placeholder)
         outputs = self.generative(**generative_inputs, states=True)
         y = tensors[REGISTRY_KEYS.X_KEY].float().to(d.device)

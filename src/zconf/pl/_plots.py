@@ -410,7 +410,7 @@ def zhat_by_group(
         ``obs`` column to group by (for example ``"treatment"`` or ``"donor"``).
     key_added
         The ``key_added`` given to :meth:`~zconf.ZConf.annotate_adata`: the probability is read from
-        ``obs["{key_added}_z{latent}"]``.
+        ``obs["{key_added}_z{latent}"]`` (the posterior mean for a ``"normal"`` latent).
     key
         An ``obs`` column, or ``obsm`` key (column ``latent``), to draw instead.
     latent
@@ -440,7 +440,9 @@ def zhat_by_group(
         ax_.scatter(i + jitter, values_in_group, s=3, alpha=0.25, color="k", linewidths=0)
     ax_.set_xticks(range(1, len(names) + 1), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
     ax_.set_xlabel(groupby)
-    ax_.set_ylabel(key if key_given else f"P(Z=1): {key}")
+    params = adata.uns.get(OUTPUT_KEYS.UNS.format(key=key_added), {}).get("params", {})
+    quantity = "E[Z]" if params.get("latent_distribution") == "normal" else "P(Z=1)"  # a continuous Z-hat
+    ax_.set_ylabel(key if key_given else f"{quantity}: {key}")
     means = ", ".join(f"{n}: {np.mean(d):.2f}" for n, d in zip(names[:6], data[:6], strict=False) if len(d))
     ax_.set_title(f"{key} by {groupby} (means {means})", fontsize="medium")
     return finish(fig, ax_, name="zhat_by_group", show=show, save=save, return_fig=return_fig, ax_given=ax is not None)
