@@ -13,6 +13,10 @@ centring of :func:`zconf.analysis.treatment_effects` does for the library: the a
 on Z-hat's gene coefficients by least absolute deviations, and the slope ``c`` is the shift. Refitting with
 Z-hat + c·D in place of Z-hat gives effects β_g − c γ_g with their own standard errors (conditional on ``c``,
 estimated from all genes). On the same seeds this gave 0.28x and 0.32x the naive RMSE, the oracle's.
+
+Only for one continuous column: binary and categorical states are identified by their mixture proportions, and
+the same correction with one shift per level of a categorical Z-hat made the glioblastoma benchmark's effects
+1.80, 1.18 and 1.66x naive (seeds 0-2), against 0.72, 0.72 and 0.77x without it (2026-12-07).
 """
 
 from __future__ import annotations
