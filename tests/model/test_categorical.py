@@ -3,12 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from scipy import stats
 from sklearn.metrics import adjusted_mutual_info_score
 
 import zconf
 from tests.conftest import FAST_TRAIN, setup
+from tests.model._brute_force import brute_force_loglik
 from zconf.analysis import (
     candidate_label,
     choose_smallest_supported,
@@ -17,31 +16,6 @@ from zconf.analysis import (
     stops_early,
     worth_fitting,
 )
-
-
-def _brute_force_loglik(model, adata) -> np.ndarray:
-    """log Σ_l p(l) p(D | X, l) p(Y | X, D, l) with scipy's pmfs, one level at a time."""
-    module = model.module
-    x, d = model.get_design(adata)
-    y = np.asarray(adata.layers["counts"])
-    log_library = np.log(y.sum(1).clip(1))  # the default offset: each cell's observed total count
-    log_prior = torch.log_softmax(module.z_prior_logit, -1).detach().numpy()
-    theta = np.exp(module.nb_head.clamped_log_theta().detach().numpy())
-    w_d, b_d = module.classifier.linear.weight.detach().numpy()[0], module.classifier.linear.bias.item()
-    w_y, b_y = module.nb_head.linear.weight.detach().numpy(), module.nb_head.linear.bias.detach().numpy()
-    terms = []
-    for level in range(module.n_latent):
-        z = np.zeros((len(d), module.n_latent))
-        z[:, level] = 1.0
-        p_d = 1 / (1 + np.exp(-(np.hstack([x, z]) @ w_d + b_d)))
-        eta = np.hstack([x, d[:, None], z]) @ w_y.T + b_y
-        eta_without_z = np.hstack([x, d[:, None], np.zeros_like(z)]) @ w_y.T + b_y
-        # the default renormalised latent: each level keeps the expected library of the cell without Z
-        eta = eta - np.log(np.exp(eta).sum(1, keepdims=True) / np.exp(eta_without_z).sum(1, keepdims=True))
-        mu = np.exp(eta + log_library[:, None])
-        log_y = stats.nbinom.logpmf(y, theta, theta / (theta + mu)).sum(1)
-        terms.append(log_prior[level] + stats.bernoulli.logpmf(d, p_d) + log_y)
-    return np.logaddexp.reduce(np.stack(terms), axis=0)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +29,7 @@ def four_levels():
 def test_marginal_log_likelihood_sums_over_the_levels(four_levels):
     model, adata = four_levels
     assert model.module.renormalises_latent  # what the brute force implements
-    np.testing.assert_allclose(model.get_marginal_log_likelihood(), _brute_force_loglik(model, adata), rtol=1e-5)
+    np.testing.assert_allclose(model.get_marginal_log_likelihood(), brute_force_loglik(model, adata), rtol=1e-5)
 
 
 def test_outputs_are_level_probabilities_and_one_hot_levels(four_levels):

@@ -3,35 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 import zconf
 from tests.conftest import setup
+from tests.model._brute_force import brute_force_loglik
 from zconf.analysis import candidate_label, complexity, shift_along_signature, signature_shift, worth_fitting
 from zconf.model._submodels import candidates_to_try
 from zconf.module._latent import NORMAL_GRID_STATES, NormalGridLatent, make_latent
-
-
-def _brute_force_loglik(model, adata) -> np.ndarray:
-    """log Σ_s p(s) p(D | X, z_s) p(Y | X, D, z_s) over the grid values z_s, with scipy's pmfs."""
-    module = model.module
-    x, d = model.get_design(adata)
-    y = np.asarray(adata.layers["counts"])
-    log_library = np.log(y.sum(1).clip(1))
-    log_prior = torch.log_softmax(module.z_prior_logit, -1).detach().numpy()
-    theta = np.exp(module.nb_head.clamped_log_theta().detach().numpy())
-    w_d, b_d = module.classifier.linear.weight.detach().numpy()[0], module.classifier.linear.bias.item()
-    w_y, b_y = module.nb_head.linear.weight.detach().numpy(), module.nb_head.linear.bias.detach().numpy()
-    terms = []
-    for state, value in enumerate(module.states.numpy()[:, 0]):
-        z = np.full((len(d), 1), value)
-        p_d = 1 / (1 + np.exp(-(np.hstack([x, z]) @ w_d + b_d)))
-        eta = np.hstack([x, d[:, None], z]) @ w_y.T + b_y
-        eta_without_z = np.hstack([x, d[:, None], np.zeros_like(z)]) @ w_y.T + b_y
-        eta = eta - np.log(np.exp(eta).sum(1, keepdims=True) / np.exp(eta_without_z).sum(1, keepdims=True))
-        log_y = stats.nbinom.logpmf(y, theta, theta / (theta + np.exp(eta + log_library[:, None]))).sum(1)
-        terms.append(log_prior[state] + stats.bernoulli.logpmf(d, p_d) + log_y)
-    return np.logaddexp.reduce(np.stack(terms), axis=0)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +52,7 @@ def test_model_refuses_more_than_one_normal_factor(adata):
 def test_marginal_log_likelihood_sums_over_the_grid(continuous):
     model, adata = continuous
     # float32 sums over 60 genes of counts up to hundreds: within 0.01 nats of the double-precision sum
-    np.testing.assert_allclose(model.get_marginal_log_likelihood(), _brute_force_loglik(model, adata), atol=1e-2)
+    np.testing.assert_allclose(model.get_marginal_log_likelihood(), brute_force_loglik(model, adata), atol=1e-2)
 
 
 def test_zhat_is_the_posterior_mean_and_tracks_the_confounder(continuous):

@@ -11,6 +11,8 @@ from anndata import AnnData
 from scipy import sparse
 from scvi.data._constants import _SCVI_UUID_KEY
 
+from zconf.module._latent import LATENT_DISTRIBUTIONS
+
 logger = logging.getLogger(__name__)
 
 
@@ -304,9 +306,9 @@ def check_n_latent(n_latent, max_latent, latent_distribution=None, max_levels: i
     if n_latent != "auto" and not valid_int:
         msg = f"`n_latent` must be 'auto' or an integer >= 0, got {n_latent!r}."
         raise ValueError(msg)
-    if latent_distribution not in (None, "bernoulli", "categorical", "normal"):
+    if latent_distribution is not None and latent_distribution not in LATENT_DISTRIBUTIONS:
         msg = (
-            "`latent_distribution` must be 'bernoulli', 'categorical', 'normal' or None (all three), "
+            f"`latent_distribution` must be one of {list(LATENT_DISTRIBUTIONS)} or None (all of them), "
             f"got {latent_distribution!r}."
         )
         raise ValueError(msg)

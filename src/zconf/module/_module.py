@@ -171,7 +171,7 @@ class ZConfModule(BaseModuleClass):
         self.register_buffer("baseline_nb_coef", torch.zeros(n_input, 2 + n_cov))
         self.register_buffer("baseline_log_theta", torch.zeros(n_input))
         self.register_buffer("baselines_fitted", torch.tensor(False))
-        self.register_buffer("states", self.latent.all_states())  # (n_states, n_latent)
+        self.register_buffer("states", self.latent.all_states())  # (n_states, latent.n_columns)
 
     # ------------------------------------------------------------------ parameter groups and phases
     def subnet_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
