@@ -223,7 +223,8 @@ def test_real_semisynthetic_design_and_smoke(tmp_path):
     if not real_semisynthetic.DATA.exists():
         pytest.skip(f"{real_semisynthetic.DATA} is absent on this machine")
     full = real_semisynthetic.load()
-    adata, effects = real_semisynthetic.thinned_design(full, seed=3, n_obs=3000)
+    adata, effects, donor_columns = real_semisynthetic.thinned_design(full, seed=3, n_obs=3000)
+    assert donor_columns.shape == (adata.n_obs, adata.obs["donor"].nunique() - 1)
     original = full[adata.obs_names].X
     assert (original - adata.X).min() >= 0  # thinning only removes counts
     unchanged = effects == 0
@@ -238,6 +239,23 @@ def test_real_semisynthetic_design_and_smoke(tmp_path):
     for row in rows:  # the thinned effects are found, even at 600 cells and 4 epochs
         assert row["power"] > 0.4, row
     assert (tmp_path / "real_semisynthetic_smoke_summary.md").exists()
+
+
+def test_real_semisynthetic_score_design():
+    from benchmarks import real_semisynthetic
+
+    if not real_semisynthetic.DATA.exists():
+        pytest.skip(f"{real_semisynthetic.DATA} is absent on this machine")
+    full = real_semisynthetic.load()
+    adata, _, score = real_semisynthetic.thinned_design(full, seed=1, n_obs=2000, confounder="score")
+    assert score.shape == (adata.n_obs, 1)
+    assert np.isclose(score.mean(), 0, atol=1e-8) and np.isclose(score.std(), 1)
+    # the hidden score decides the treatment, and is a state within cell types, not a cell type
+    assert abs(np.corrcoef(score[:, 0], adata.obs["treatment"])[0, 1]) > 0.3
+    by_type = pd.Series(score[:, 0]).groupby(adata.obs["cell_type"].to_numpy()).mean()
+    assert by_type.abs().max() < 1e-8
+    with pytest.raises(ValueError, match="confounder"):
+        real_semisynthetic.thinned_design(full, seed=1, n_obs=500, confounder="batch")
 
 
 def test_real_confounded_kang_design_smoke(tmp_path):
