@@ -34,6 +34,7 @@ Run: ``python -m benchmarks.real_semisynthetic [--seeds 0 1 2] [--n-obs N] [--co
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from scipy import sparse
 from sklearn.metrics import adjusted_mutual_info_score
 
 import zconf
-from benchmarks._common import quiet, summarise, write
+from benchmarks._common import RESULTS, quiet, summarise, write
 from zconf.analysis import candidate_label
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kang_ctrl_8donor.h5ad"
@@ -212,21 +213,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--confounder", choices=["donor", "score"], default="donor", help="the hidden factor that sets the treatment"
     )
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="only merge the rows of runs written with these suffixes"
+    )
     args = parser.parse_args(argv)
     quiet()
-    full = load(args.data)
-    model_kwargs, train_kwargs, n_obs = {}, {}, args.n_obs
-    if args.smoke:
-        model_kwargs = {"n_hidden": 16, "max_latent": 1, "max_levels": 3}
-        train_kwargs, n_obs = {"max_epochs": 4, "n_init": 1}, 600
-    rows = [
-        row for seed in args.seeds for row in run_seed(full, seed, n_obs, model_kwargs, train_kwargs, args.confounder)
-    ]
     confounder = "" if args.confounder == "donor" else f"_{args.confounder}"
-    name = ("real_semisynthetic_smoke" if args.smoke else "real_semisynthetic") + confounder + args.suffix
+    name = ("real_semisynthetic_smoke" if args.smoke else "real_semisynthetic") + confounder
+    if args.merge:
+        rows = [row for suffix in args.merge for row in json.loads((RESULTS / f"{name}{suffix}.json").read_text())]
+    else:
+        full = load(args.data)
+        model_kwargs, train_kwargs, n_obs = {}, {}, args.n_obs
+        if args.smoke:
+            model_kwargs = {"n_hidden": 16, "max_latent": 1, "max_levels": 3}
+            train_kwargs, n_obs = {"max_epochs": 4, "n_init": 1}, 600
+        rows = [
+            row
+            for seed in args.seeds
+            for row in run_seed(full, seed, n_obs, model_kwargs, train_kwargs, args.confounder)
+        ]
+        name += args.suffix
+    write_results(name, rows, args.confounder)
+    return rows
+
+
+def write_results(name: str, rows: list[dict], confounder: str) -> None:
+    """The per-seed table ``name`` and its summary over seeds, ``name_summary``."""
     columns = ["method", "seed", "n_obs", "n_vars", "rmse", "rmse_ratio_to_naive", "fdp", "power", "latent"]
     columns += ["ami_donor", "corr_confounder", "seconds"]
-    hidden_factor = "8 donors" if args.confounder == "donor" else "a continuous cell state (PC1 within cell types)"
+    hidden_factor = "8 donors" if confounder == "donor" else "a continuous cell state (PC1 within cell types)"
     title = f"Kang control PBMCs, {hidden_factor} hidden and made a confounder, known effects by thinning (per seed)"
     write(name, rows, columns, title, __doc__.split("\n\n")[1])
     metrics = ["rmse", "rmse_ratio_to_naive", "fdp", "power", "ami_donor", "corr_confounder", "seconds"]
@@ -234,7 +250,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     summary_columns = ["method", "n_seeds", "rmse_mean", "rmse_ratio_to_naive_mean", "rmse_ratio_to_naive_worst"]
     summary_columns += ["fdp_mean", "fdp_worst", "power_mean", "ami_donor_mean", "corr_confounder_mean", "seconds_mean"]
     write(f"{name}_summary", summary, summary_columns, f"Kang semi-synthetic summary, {hidden_factor} hidden")
-    return rows
 
 
 if __name__ == "__main__":
