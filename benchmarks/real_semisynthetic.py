@@ -45,7 +45,8 @@ from scipy import sparse
 from sklearn.metrics import adjusted_mutual_info_score
 
 import zconf
-from benchmarks._common import RESULTS, quiet, summarise, write
+from benchmarks import _common
+from benchmarks._common import quiet, summarise, write
 from zconf.analysis import candidate_label
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kang_ctrl_8donor.h5ad"
@@ -221,7 +222,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     confounder = "" if args.confounder == "donor" else f"_{args.confounder}"
     name = ("real_semisynthetic_smoke" if args.smoke else "real_semisynthetic") + confounder
     if args.merge:
-        rows = [row for suffix in args.merge for row in json.loads((RESULTS / f"{name}{suffix}.json").read_text())]
+        rows = [
+            row for suffix in args.merge for row in json.loads((_common.RESULTS / f"{name}{suffix}.json").read_text())
+        ]
     else:
         full = load(args.data)
         model_kwargs, train_kwargs, n_obs = {}, {}, args.n_obs

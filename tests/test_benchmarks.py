@@ -239,6 +239,13 @@ def test_real_semisynthetic_design_and_smoke(tmp_path):
     for row in rows:  # the thinned effects are found, even at 600 cells and 4 epochs
         assert row["power"] > 0.4, row
     assert (tmp_path / "real_semisynthetic_smoke_summary.md").exists()
+    # runs split over processes are merged into one table
+    (tmp_path / "real_semisynthetic_smoke_b.json").write_text(json.dumps([{**row, "seed": 1} for row in rows]))
+    (tmp_path / "real_semisynthetic_smoke_a.json").write_text(json.dumps(rows))
+    merged = real_semisynthetic.main(["--smoke", "--merge", "_a", "_b"])
+    assert [row["seed"] for row in merged] == [0, 0, 0, 1, 1, 1]
+    summary = json.loads((tmp_path / "real_semisynthetic_smoke_summary.json").read_text())
+    assert {row["n_seeds"] for row in summary} == {2}
 
 
 def test_real_semisynthetic_score_design():
