@@ -198,3 +198,24 @@ def test_the_summary_says_why_a_candidate_is_no_confounder():
     assert "agreement 0.05" in _why_not_chosen({**row, "role": "signature differs", "signature_agreement": 0.05})
     assert "one arm only" in _why_not_chosen({**row, "role": "one arm only"})
     assert _why_not_chosen({**row, "eligible": True}) == ""
+
+
+def test_a_cell_level_covariate_without_groupby_fails_before_training(tmp_path, capsys, monkeypatch):
+    adata = zconf.data.simulate("confounded", n_obs=160, n_vars=10, random_state=1)
+    adata.obs["donor"] = [f"d{int(t)}{i % 4}" for i, t in enumerate(adata.obs["treatment"])]  # 4 donors per arm
+    adata.obs["cell_type"] = pd.Categorical(["T" if i % 3 else "B" for i in range(adata.n_obs)])  # varies in a donor
+    sim = tmp_path / "sim.h5ad"
+    adata.write_h5ad(sim)
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained before the sample key was checked")
+
+    monkeypatch.setattr(zconf.ZConf, "train", never)
+    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    argv += ["--categorical-covariate-keys", "cell_type", "--effects", str(tmp_path / "e.csv")]
+    assert main([*argv, "--sample-key", "donor"]) == 2
+    assert "--groupby" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5ad").exists()
+    # with one table per cell type the covariate is constant in each pseudobulk: the check passes and training starts
+    with pytest.raises(AssertionError, match="trained before"):
+        main([*argv, "--sample-key", "donor", "--groupby", "cell_type"])

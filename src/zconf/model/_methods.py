@@ -15,7 +15,7 @@ from anndata import AnnData
 
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import pseudobulk_effects, state_overlap, treatment_effects
-from zconf.analysis._pseudobulk import check_samples_nest
+from zconf.analysis._pseudobulk import check_sample_covariates, check_samples_nest
 from zconf.analysis._signature_shift import shift_along_signature
 from zconf.glm import RegressionData, latent_block
 from zconf.metrics import deviance_partial_r2_from_arrays
@@ -284,15 +284,17 @@ class AnalysisMethods:
     def check_sample_keys(self, sample_key: str | None, groupby: str | None = None, adata: AnnData | None = None):
         """Check the ``sample_key`` and ``groupby`` of sample-aware effects before anything is fitted.
 
-        The columns must exist without missing labels, and every sample must hold one treatment value (the sample
-        is the replicate unit of the test). ``zconf fit --sample-key`` calls this before training, so that a wrong
-        key fails at once and not after the fit; :meth:`treatment_effects` makes the same checks.
+        The columns must exist without missing labels, every sample must hold one treatment value (the sample
+        is the replicate unit of the test), and the registered covariates must be constant within each pseudobulk
+        (a cell type as a covariate needs ``groupby``). ``zconf fit --sample-key`` calls this before training, so
+        that a wrong key fails at once and not after the fit; :meth:`treatment_effects` makes the same checks.
         """
         adata = self._validate_anndata(adata)
-        samples, _ = _sample_labels(adata, sample_key, groupby)
+        samples, groups = _sample_labels(adata, sample_key, groupby)
         if samples is not None:
             treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
             check_samples_nest(np.asarray(treatment).ravel(), samples)
+            check_sample_covariates(self.get_design(adata, reference_coding=True)[0], samples, groups)
 
     def sensitivity(self, adata: AnnData | None = None, *, soft: bool = False) -> dict:
         """How much deviance Z-hat explains beyond X (and D): the DBPR partial R² as sensitivity parameters.
