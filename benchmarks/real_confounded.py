@@ -21,10 +21,15 @@ three donors. The cell type is a categorical covariate and the data's ``size_fac
 offset (``size_factor_key``), in ZConf and in every GLM: of these 100 genes, ISG15 alone is 40% of a stimulated
 cell's counts, so their own total is no measure of depth.
 
+A third, ``--design glioblastoma_balanced``, keeps every cell of the glioblastoma data: P(treated | patient) is 0.5
+for every patient, so the patient confounds nothing, the naive fit is right, and the check is that ZConf does no
+harm on real counts without a confounder.
+
 Results: ``results/real_confounded.{json,md}`` and ``results/real_confounded_summary.{json,md}``
 (``real_confounded_kang_distinct*`` for the second design).
 
-Run: ``python -m benchmarks.real_confounded [--design glioblastoma|kang_distinct] [--seeds 0 1 2] [--smoke]``.
+Run: ``python -m benchmarks.real_confounded [--design glioblastoma|glioblastoma_balanced|kang_distinct]
+[--seeds 0 1 2] [--smoke]``.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class Design:
 
 DESIGNS = {
     "glioblastoma": Design(DATA, ("donor", "sample_id", "age", "sex", "location"), tuple(np.linspace(0.1, 0.9, 5))),
+    # the same data with both arms kept in every patient: no confounding by design, so the naive fit is right and
+    # any move of the adjusted effects away from the reference is harm (seeds then differ in the fit's seed only)
+    "glioblastoma_balanced": Design(DATA, ("donor", "sample_id", "age", "sex", "location"), (0.5,) * 5),
     "kang_distinct": Design(
         SHARED_DATA / "kang_distinct_3donor.h5ad",
         ("donor", "sample_id", "condition", "total_counts_all_genes", "total_counts"),

@@ -217,6 +217,11 @@ def _hidden_donor_rows() -> list[tuple[str, str, str, str]]:
     designs = (
         ("real_confounded_summary", "glioblastoma, patient hidden", "≤ 0.70× naive every seed; AMI ≥ 0.6"),
         ("real_confounded_kang_distinct_summary", "Kang 3 donors hidden", "≤ 1× naive (no harm)"),
+        (
+            "real_confounded_glioblastoma_balanced_summary",
+            "glioblastoma, both arms in every patient (no confounder)",
+            "≤ 1× naive (no harm)",
+        ),
         ("real_semisynthetic_summary", "Kang 8 donors hidden, known effects", "≤ 1× naive (no harm)"),
         (
             "real_semisynthetic_score_summary",

@@ -284,3 +284,15 @@ def test_real_confounded_kang_design_smoke(tmp_path):
     assert (tmp_path / "real_confounded_kang_distinct_smoke_summary.md").exists()
     hidden = real_confounded.hidden(real_confounded.load(design.path)[:50], design.hidden_columns)
     assert not set(design.hidden_columns) & set(hidden.obs.columns)
+
+
+def test_balanced_glioblastoma_design_keeps_both_arms_of_every_patient():
+    from benchmarks import real_confounded
+
+    if not real_confounded.DATA.exists():
+        pytest.skip(f"{real_confounded.DATA} is absent on this machine")
+    full = real_confounded.load()
+    design = real_confounded.DESIGNS["glioblastoma_balanced"]
+    sub = real_confounded.confounded_subsample(full, 0, design.propensities)
+    assert sub.n_obs == full.n_obs
+    assert np.allclose(sub.obs.groupby("donor", observed=True)["treatment"].mean(), 0.5)
