@@ -167,10 +167,8 @@ def test_fit_with_too_few_samples_for_z_hat_tests_without_it_and_says_so(tmp_pat
     assert "Z-hat not adjusted for" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("key", ["arm", "nope"])
-def test_a_wrong_sample_key_fails_before_training(tmp_path, capsys, monkeypatch, key):
-    adata = zconf.data.simulate("confounded", n_obs=120, n_vars=10, random_state=1)
-    adata.obs["arm"] = [f"d{i % 4}" for i in range(adata.n_obs)]  # cells of both arms in each: not a replicate unit
+def _fit_argv_that_must_not_train(adata, tmp_path, monkeypatch) -> list[str]:
+    """``zconf fit`` arguments for ``adata`` (written to ``tmp_path``), with ``ZConf.train`` made to fail if called."""
     sim = tmp_path / "sim.h5ad"
     adata.write_h5ad(sim)
 
@@ -178,7 +176,14 @@ def test_a_wrong_sample_key_fails_before_training(tmp_path, capsys, monkeypatch,
         raise AssertionError("trained before the sample key was checked")
 
     monkeypatch.setattr(zconf.ZConf, "train", never)
-    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    return ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+
+
+@pytest.mark.parametrize("key", ["arm", "nope"])
+def test_a_wrong_sample_key_fails_before_training(tmp_path, capsys, monkeypatch, key):
+    adata = zconf.data.simulate("confounded", n_obs=120, n_vars=10, random_state=1)
+    adata.obs["arm"] = [f"d{i % 4}" for i in range(adata.n_obs)]  # cells of both arms in each: not a replicate unit
+    argv = _fit_argv_that_must_not_train(adata, tmp_path, monkeypatch)
     assert main([*argv, "--effects", str(tmp_path / "e.csv"), "--sample-key", key]) == 2
     message = capsys.readouterr().err
     assert ("both arms" in message) if key == "arm" else ("'nope' not found" in message)
@@ -204,14 +209,7 @@ def test_a_cell_level_covariate_without_groupby_fails_before_training(tmp_path, 
     adata = zconf.data.simulate("confounded", n_obs=160, n_vars=10, random_state=1)
     adata.obs["donor"] = [f"d{int(t)}{i % 4}" for i, t in enumerate(adata.obs["treatment"])]  # 4 donors per arm
     adata.obs["cell_type"] = pd.Categorical(["T" if i % 3 else "B" for i in range(adata.n_obs)])  # varies in a donor
-    sim = tmp_path / "sim.h5ad"
-    adata.write_h5ad(sim)
-
-    def never(*args, **kwargs):
-        raise AssertionError("trained before the sample key was checked")
-
-    monkeypatch.setattr(zconf.ZConf, "train", never)
-    argv = ["fit", str(sim), "--treatment-key", "treatment", "--layer", "counts", "--out", str(tmp_path / "o.h5ad")]
+    argv = _fit_argv_that_must_not_train(adata, tmp_path, monkeypatch)
     argv += ["--categorical-covariate-keys", "cell_type", "--effects", str(tmp_path / "e.csv")]
     assert main([*argv, "--sample-key", "donor"]) == 2
     assert "--groupby" in capsys.readouterr().err
