@@ -25,6 +25,12 @@ A third, ``--design glioblastoma_balanced``, keeps every cell of the glioblastom
 for every patient, so the patient confounds nothing, the naive fit is right, and the check is that ZConf does no
 harm on real counts without a confounder.
 
+With ``--sample-key``, ZConf is also told which cells share a sample (the slice, or the donor x condition well),
+as opaque labels ``s0, s1, ...`` in a random order, so that the patient stays hidden; ``setup_anndata(sample_key=
+...)`` then requires a state's share to differ between treated and untreated samples beyond the spread between
+samples (:class:`zconf.analysis.SampleLink`), and a row gives the effects with every sample weighted alike
+(``treatment_effects(weight_samples=True)``). The results get the suffix ``_samples``.
+
 Results: ``results/real_confounded.{json,md}`` and ``results/real_confounded_summary.{json,md}``
 (``real_confounded_kang_distinct*`` for the second design).
 
@@ -152,8 +158,31 @@ def hidden(adata, columns: tuple[str, ...] = DESIGNS["glioblastoma"].hidden_colu
     return out
 
 
-def fit_zconf(adata, seed: int, model_kwargs: dict, train_kwargs: dict, design: Design = DESIGNS["glioblastoma"]):
+#: The column of opaque sample labels the user sees with ``--sample-key``.
+SAMPLE_COLUMN = "sample"
+
+
+def opaque_samples(adata, seed: int) -> pd.Categorical:
+    """The sample (patient x arm) of every cell as ``s0, s1, ...`` in a random order: no label names the patient."""
+    samples = (adata.obs["donor"].astype(str) + "|" + adata.obs["treatment"].astype(str)).to_numpy()
+    levels = np.random.default_rng(seed).permutation(np.unique(samples))
+    codes = {level: f"s{i}" for i, level in enumerate(levels)}
+    return pd.Categorical([codes[s] for s in samples])
+
+
+def fit_zconf(
+    adata,
+    seed: int,
+    model_kwargs: dict,
+    train_kwargs: dict,
+    design: Design = DESIGNS["glioblastoma"],
+    with_samples: bool = False,
+):
     user = hidden(adata, design.hidden_columns)
+    samples = {}
+    if with_samples:
+        user.obs[SAMPLE_COLUMN] = opaque_samples(adata, seed)
+        samples = {"sample_key": SAMPLE_COLUMN}
     library = (
         {"continuous_covariate_keys": ["log_library"]}
         if design.size_factor_key is None
@@ -165,6 +194,7 @@ def fit_zconf(adata, seed: int, model_kwargs: dict, train_kwargs: dict, design: 
         treatment_key="treatment",
         categorical_covariate_keys=list(design.categorical_keys) or None,
         **library,
+        **samples,
     )
     model = zconf.ZConf(user, **model_kwargs)
     start = time.perf_counter()
@@ -179,6 +209,16 @@ def _share_range(model) -> str:
     return f"{judged.min():.2f}-{judged.max():.2f}"
 
 
+def _roles(model) -> str:
+    """Each fitted candidate's role, with the sample-level link p-value where samples were registered."""
+    table = model.latent_selection_
+    parts = []
+    for label, row in table.iloc[1:].iterrows():
+        pvalue = row.get("sample_link_pvalue", np.nan)
+        parts.append(f"{label}: {row['role']}" + ("" if pd.isna(pvalue) else f" (samples p={pvalue:.3f})"))
+    return "; ".join(parts)
+
+
 def _rmse(estimate: np.ndarray, reference: np.ndarray) -> float:
     ok = np.isfinite(estimate) & np.isfinite(reference)
     return float(np.sqrt(np.mean((estimate[ok] - reference[ok]) ** 2)))
@@ -191,6 +231,7 @@ def run_seed(
     model_kwargs: dict,
     train_kwargs: dict,
     design: Design = DESIGNS["glioblastoma"],
+    with_samples: bool = False,
 ) -> list[dict]:
     sub = confounded_subsample(full, seed, design.propensities)
     naive = _rmse(glm_effects(sub, design=design), reference)
@@ -201,7 +242,7 @@ def run_seed(
         {"method": "patient-adjusted oracle", "rmse": _rmse(oracle, reference)},
         {"method": "residual PCA, 5 PCs (RUV-style)", "rmse": _rmse(ruv, reference)},
     ]
-    model, seconds = fit_zconf(sub, seed, model_kwargs, train_kwargs, design)
+    model, seconds = fit_zconf(sub, seed, model_kwargs, train_kwargs, design, with_samples)
     table = model.treatment_effects()
     z_hat = model.get_latent_representation()
     code = z_hat @ (2 ** np.arange(z_hat.shape[1])) if z_hat.ndim == 2 else z_hat
@@ -213,9 +254,15 @@ def run_seed(
             "latent": f"{model.latent_distribution_} {model.n_latent_}" if model.n_latent_ else "none",
             "treated_share_range": _share_range(model),
             "ami_patient": float(adjusted_mutual_info_score(sub.obs["donor"], code)),
+            "roles": _roles(model),
             "seconds": seconds,
         }
     )
+    unadjusted = model.treatment_effects(adjust=False)["lfc"].to_numpy()  # its own offset and normalisation
+    rows.append({"method": "zconf, unadjusted (adjust=False)", "rmse": _rmse(unadjusted, reference)})
+    if with_samples:  # every slice (well) the same total weight, adjusted as the default chose
+        weighted = model.treatment_effects(weight_samples=True)["lfc"].to_numpy()
+        rows.append({"method": "zconf, samples weighted (weight_samples=True)", "rmse": _rmse(weighted, reference)})
     for row in rows:
         row.update(seed=seed, n_obs=sub.n_obs, rmse_ratio_to_naive=row["rmse"] / naive)
     return rows
@@ -227,6 +274,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="short training, for the test suite")
     parser.add_argument("--design", choices=list(DESIGNS), default="glioblastoma")
     parser.add_argument("--data", type=Path, default=None, help="the design's data file (default: ../shared/data)")
+    parser.add_argument("--sample-key", action="store_true", help="register the (opaque) samples with ZConf")
     args = parser.parse_args(argv)
     quiet()
     design = DESIGNS[args.design]
@@ -236,14 +284,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.smoke:
         model_kwargs = {"n_hidden": 16, "max_latent": 1, "max_levels": 3}
         train_kwargs = {"max_epochs": 4, "n_init": 1}
-    rows = [row for seed in args.seeds for row in run_seed(full, reference, seed, model_kwargs, train_kwargs, design)]
+    rows = [
+        row
+        for seed in args.seeds
+        for row in run_seed(full, reference, seed, model_kwargs, train_kwargs, design, args.sample_key)
+    ]
     name = (
         "real_confounded"
         + ("" if args.design == "glioblastoma" else f"_{args.design}")
+        + ("_samples" if args.sample_key else "")
         + ("_smoke" if args.smoke else "")
     )
     columns = ["method", "seed", "n_obs", "rmse", "rmse_ratio_to_naive", "latent", "treated_share_range"]
-    columns += ["ami_patient", "seconds"]
+    columns += ["ami_patient", "roles", "seconds"]
     write(
         name,
         rows,

@@ -33,8 +33,12 @@ from benchmarks._common import quiet, write
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = ("kang_muscat_2donor", "kang_distinct_3donor", "kang_scgen_valid")
-#: the settings compared: the default call (with the D x cell-type head), and the same without that head
-SETTINGS = {"default": {}, "without_interactions": {"treatment_interactions": False}}
+#: the settings compared: the default call (with the D x cell-type head), the same without that head, and the
+#: default call with each donor x condition sample registered (``setup_anndata(sample_key=...)``), where the donor
+#: is known for every cell
+SETTINGS = {"default": {}, "without_interactions": {"treatment_interactions": False}, "samples_registered": {}}
+#: the obs column of the samples of the ``samples_registered`` setting
+SAMPLE_COLUMN = "donor_x_condition"
 
 
 def load(name: str) -> ad.AnnData:
@@ -43,6 +47,11 @@ def load(name: str) -> ad.AnnData:
     adata.layers["counts"] = adata.X.copy()
     if "size_factor" not in adata.obs:
         adata.obs["size_factor"] = adata.obs["total_counts"] / adata.obs["total_counts"].mean()
+    register(adata)
+    return adata
+
+
+def register(adata, sample_key: str | None = None) -> None:
     zconf.ZConf.setup_anndata(
         adata,
         layer="counts",
@@ -50,17 +59,24 @@ def load(name: str) -> ad.AnnData:
         control_level="ctrl",
         categorical_covariate_keys=["cell_type"],
         size_factor_key="size_factor",
+        sample_key=sample_key,
     )
-    return adata
 
 
-def run(name: str, seed: int) -> list[dict]:
+def run(name: str, seed: int, settings=tuple(SETTINGS)) -> list[dict]:
     adata = load(name)
     known = adata.obs["donor"].notna().all()
     donor = pd.get_dummies(adata.obs["donor"].astype(str), drop_first=True).to_numpy(float) if known else None
     rows, reference, naive = [], None, None
-    for setting, kwargs in SETTINGS.items():
-        model = zconf.ZConf(adata, **kwargs)
+    for setting in settings:
+        if setting == "samples_registered":
+            if not known:
+                continue
+            adata.obs[SAMPLE_COLUMN] = (
+                adata.obs["donor"].astype(str) + "_" + adata.obs["condition"].astype(str)
+            ).astype("category")
+            register(adata, SAMPLE_COLUMN)
+        model = zconf.ZConf(adata, **SETTINGS[setting])
         start = time.perf_counter()
         model.train(accelerator="cpu", enable_progress_bar=False, random_state=seed)
         seconds = time.perf_counter() - start
@@ -110,6 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--data", nargs="+", default=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--suffix", default="")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args(argv)
     quiet()
     rows = []
@@ -118,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{DATA_DIR / name}.h5ad is absent: skipped")
             continue
         for seed in args.seeds:
-            rows += run(name, seed)
+            rows += run(name, seed, args.settings)
     columns = ["data", "seed", "setting", "reference", "chosen", "best_fit", "best_fit_link_pvalue"]
     columns += ["best_fit_signature_agreement"]
     columns += ["rms_zconf_vs_naive", "rms_naive", "rms_zconf", "ratio_to_naive", "genes", "seconds"]

@@ -278,6 +278,7 @@ def test_real_confounded_kang_design_smoke(tmp_path):
         "patient-adjusted oracle",
         "residual PCA, 5 PCs (RUV-style)",
         "zconf (defaults)",
+        "zconf, unadjusted (adjust=False)",
     }
     # P(treated | donor) of 0.15, 0.5 and 0.85 keep about 70% of the 9,517 cells
     assert 5000 < rows[0]["n_obs"] < 8000

@@ -217,3 +217,14 @@ def test_a_cell_level_covariate_without_groupby_fails_before_training(tmp_path, 
     # with one table per cell type the covariate is constant in each pseudobulk: the check passes and training starts
     with pytest.raises(AssertionError, match="trained before"):
         main([*argv, "--sample-key", "donor", "--groupby", "cell_type"])
+
+
+def test_fit_registers_a_sample_key_that_nests_in_the_treatment():
+    from zconf.cli import _nests_in_treatment
+
+    adata = zconf.data.simulate("confounded", n_obs=40, n_vars=5, random_state=1)
+    adata.obs["well"] = [f"w{int(t)}{i % 3}" for i, t in enumerate(adata.obs["treatment"])]
+    adata.obs["donor"] = [f"d{i % 3}" for i in range(adata.n_obs)]  # both arms in each donor
+    setup = {"treatment_key": "treatment"}
+    assert _nests_in_treatment(adata, setup, "well")
+    assert not _nests_in_treatment(adata, setup, "donor") and not _nests_in_treatment(adata, setup, "nope")

@@ -283,6 +283,10 @@ def fit_and_write(
         adata = ad.read_h5ad(adata)
 
     scvi.settings.seed = random_state
+    # where each sample has one treatment, it is registered too: the choice then tests a state's link across
+    # samples, and the per-cell effects weight every sample alike (ZConf.setup_anndata's sample_key)
+    if effects_kwargs.get("sample_key") is not None and _nests_in_treatment(adata, setup, effects_kwargs["sample_key"]):
+        setup = {**setup, "sample_key": effects_kwargs["sample_key"]}
     ZConf.setup_anndata(adata, **setup)
     model = ZConf(adata, **model_kwargs)
     try:  # a wrong --sample-key fails here, not after the fit
@@ -333,6 +337,17 @@ def _write_outputs(model, adata, table, summary: dict, treatment_key: str, targe
             _publish(source, target)
 
 
+def _nests_in_treatment(adata, setup: dict, sample_key: str) -> bool:
+    """Whether every sample of ``adata.obs[sample_key]`` holds one treatment value.
+
+    False for a missing column, which the sample-aware effects' own check reports before training.
+    """
+    treatment = setup.get("treatment_key")
+    if sample_key not in adata.obs or treatment not in adata.obs:
+        return False
+    return bool((adata.obs.groupby(sample_key, observed=True)[treatment].nunique() <= 1).all())
+
+
 def _why_not_chosen(row: dict) -> str:
     """Why a candidate's states may not be adjusted for (``latent_selection_``'s ``role``), or nothing."""
     if row.get("eligible", True):
@@ -343,6 +358,8 @@ def _why_not_chosen(row: dict) -> str:
         "yet imbalanced between the arms",
         "balanced": f"not linked to the treatment (p = {row.get('treatment_link_pvalue', 1.0):.2f})",
         "signature differs": f"signature differs between the arms (agreement {row.get('signature_agreement'):.2f})",
+        "not linked across samples": "linked over cells, but its share differs between treated and untreated "
+        f"samples no more than between samples (p = {row.get('sample_link_pvalue', 1.0):.2f})",
     }
     return f"  ({reasons.get(row.get('role'), row.get('role'))}: not a confounder)"
 
@@ -532,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample-key",
         default=None,
         help="obs column of the replicate unit (donor, well): sample-aware pseudobulk effects with a QL F-test; "
-        "without it, effects treat cells as independent replicates",
+        "without it, effects treat cells as independent replicates. Where each sample has one treatment, it is "
+        "also registered (setup_anndata's sample_key): a state is then adjusted for only if linked across samples",
     )
     fit.add_argument("--groupby", default=None, help="with --sample-key: one effects table per level (cell type)")
     _add_training_flags(fit)

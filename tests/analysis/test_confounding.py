@@ -115,3 +115,43 @@ def test_arm_imbalance_tells_a_balanced_regressor_from_one_that_follows_the_trea
     assert zconf.analysis.arm_imbalance(balanced, covariates, treatment) > 0.01
     assert zconf.analysis.arm_imbalance(follows, covariates, treatment) < 1e-6
     assert zconf.analysis.arm_imbalance(np.zeros((n, 0)), covariates, treatment) == 1.0
+
+
+def test_sample_link_is_an_exact_permutation_test_over_samples():
+    from zconf.analysis import SampleLink, candidate_role
+
+    arm = np.repeat([0, 1], 400)
+    samples = np.repeat(np.arange(8), 100)
+    separated = np.repeat([0.2, 0.3, 0.25, 0.2, 0.7, 0.8, 0.75, 0.7], 100)[:, None]
+    link = SampleLink.of(separated, arm, samples)
+    # the observed split and its mirror image are the two most extreme of the C(8, 4) = 70 splits
+    assert link.pvalue == pytest.approx(2 / 70) and link.linked
+    assert (link.n_samples_control, link.n_samples_treated) == (4, 4)
+    # the same cell-level difference, but one sample per arm: nothing can be told from two samples
+    assert SampleLink.of(separated, arm, np.repeat([0, 1], 400)).pvalue == 1.0
+    assert SampleLink.of(np.zeros((800, 0)), arm, samples).pvalue == 1.0
+    # over cells, a sample-level treatment's arms differ in every state's share; over samples, not beyond noise
+    noise = np.repeat([0.2, 0.8, 0.25, 0.7, 0.7, 0.2, 0.75, 0.3], 100)[:, None]
+    cell_link = TreatmentLink.of(np.full(800, 0.02), 1)
+    assert not SampleLink.of(noise, arm, samples).linked
+    assert candidate_role(True, cell_link, 0.5, SampleLink.of(noise, arm, samples)) == "not linked across samples"
+    assert candidate_role(True, cell_link, 0.5, link) == "confounder"
+    assert candidate_role(True, cell_link, 0.5, None) == "confounder"
+
+
+def test_sample_link_is_calibrated_and_repeatable_with_many_samples():
+    from zconf.analysis import SampleLink
+
+    rng = np.random.default_rng(0)
+    arm = np.repeat([0, 1], 12 * 30)
+    samples = np.repeat(np.arange(24), 30)  # C(24, 12) splits: a fixed-seed draw of them
+    pvalues = []
+    for _ in range(200):
+        composition = rng.dirichlet(np.ones(3), size=24)  # samples differ, the arms do not
+        pvalues.append(SampleLink.of(np.repeat(composition, 30, axis=0), arm, samples).pvalue)
+    pvalues = np.array(pvalues)
+    assert 0.02 <= np.mean(pvalues < 0.05) <= 0.09 and 0.4 <= np.median(pvalues) <= 0.6
+    z = np.repeat(rng.random((24, 2)), 30, axis=0)
+    assert SampleLink.of(z, arm, samples).pvalue == SampleLink.of(z, arm, samples).pvalue
+    shifted = z + arm[:, None] * 0.5
+    assert SampleLink.of(shifted, arm, samples).pvalue < 0.001

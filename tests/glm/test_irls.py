@@ -77,3 +77,28 @@ def test_bad_dispersion_method(nb_data):
     x, y, _ = nb_data
     with pytest.raises(ValueError, match="dispersion_method"):
         fit_nb_glm(y, x, dispersion_method="cr")
+
+
+def test_prior_weights_match_statsmodels_frequency_weights(nb_data):
+    from zconf.glm import sample_weights
+
+    x, y, alpha = nb_data
+    samples = np.arange(len(y)) % 7 + (np.arange(len(y)) % 3 == 0) * 7  # samples of unequal sizes
+    weights = sample_weights(samples)
+    totals = np.bincount(np.unique(samples, return_inverse=True)[1], weights=weights)
+    np.testing.assert_allclose(totals, totals[0])
+    np.testing.assert_allclose(weights.mean(), 1.0)
+    fit = fit_nb_glm(y, x, dispersion=alpha, tol=1e-12, weights=weights)
+    for g in range(y.shape[1]):
+        ref = sm.GLM(y[:, g], x, family=sm.families.NegativeBinomial(alpha=alpha[g]), freq_weights=weights)
+        ref = ref.fit(tol=1e-12)
+        np.testing.assert_allclose(fit.coef[g], ref.params, atol=1e-4)
+        np.testing.assert_allclose(fit.se[g], ref.bse, atol=1e-4)
+        np.testing.assert_allclose(fit.deviance[g], ref.deviance, rtol=1e-6)
+    unweighted = fit_nb_glm(y, x, dispersion=alpha, tol=1e-12)
+    ones = fit_nb_glm(y, x, dispersion=alpha, tol=1e-12, weights=np.ones(len(y)))
+    np.testing.assert_allclose(ones.coef, unweighted.coef)
+    with pytest.raises(ValueError, match="weights"):
+        fit_nb_glm(y, x, weights=np.r_[0.0, np.ones(len(y) - 1)])
+    with pytest.raises(ValueError, match=r"shape \(400,\)"):
+        fit_nb_glm(y, x, weights=np.ones(3))

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import anndata as ad
@@ -284,3 +285,60 @@ def test_a_model_saved_before_treatment_interactions_loads_without_them(adata, t
     assert loaded.module.n_interactions == 0 and loaded.init_params_["non_kwargs"]["treatment_interactions"] is False
     np.testing.assert_allclose(loaded.get_latent_representation(soft=True), model.get_latent_representation(soft=True))
     assert zconf.ZConf(adata, n_latent=1).module.n_interactions == 2  # a new model has them
+
+
+def _sampled(cells_per_sample: int | None) -> ad.AnnData:
+    """A strong confounder (both arms of equal size, P(D | Z) about 0.2 and 0.85) with whole samples treated.
+
+    The samples nest in (Z, D). ``None``: one sample per (Z, D), so that both arms hold the same two kinds of
+    sample; else samples of ``cells_per_sample`` cells, so that the treated samples are mostly of one Z, as when
+    donors were treated.
+    """
+    full = zconf.data.simulate("confounded", n_obs=2000, n_vars=30, random_state=4, gamma2_scale=1.5, gamma1=2.0)
+    d = full.obs["treatment"].to_numpy().astype(int)
+    rng = np.random.default_rng(0)
+    arms = [np.flatnonzero(d == arm) for arm in (0, 1)]
+    n_arm = min(map(len, arms))
+    adata = full[np.sort(np.concatenate([rng.choice(cells, n_arm, replace=False) for cells in arms]))].copy()
+    z, d = adata.obsm["z_true"][:, 0].astype(int), adata.obs["treatment"].to_numpy().astype(int)
+    group = pd.Series([f"z{a}d{b}" for a, b in zip(z, d, strict=True)])
+    rank = group.groupby(group).cumcount().to_numpy()
+    chunk = np.zeros(len(group), dtype=int) if cells_per_sample is None else rank // cells_per_sample
+    adata.obs["sample"] = pd.Categorical(group + "_" + chunk.astype(str))
+    return setup(adata, sample_key="sample")
+
+
+@pytest.mark.parametrize("cells_per_sample", [None, 10])
+def test_registered_samples_gate_the_choice_and_weight_the_effects(cells_per_sample):
+    """With samples registered, a state is adjusted for only if its share differs between treated and untreated
+    samples beyond the spread between samples; every sample counts the same in the per-cell effects."""
+    adata = _sampled(cells_per_sample)
+    model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
+    model.train(accelerator="cpu", enable_progress_bar=False)
+    table = model.latent_selection_
+    with_z = table.drop(index="none")
+    if cells_per_sample is None:  # four samples: no split of them can show a link (smallest p-value 1/3)
+        assert model.n_latent_ == 0
+        assert (with_z["sample_link_pvalue"] >= 1 / 3 - 1e-9).all()
+        assert "not linked across samples" in set(with_z["role"])
+    else:  # the treated samples are mostly of one Z: a confounder across samples, found and adjusted for
+        assert model.n_latent_ >= 1
+        assert table.loc[table["chosen"], "sample_link_pvalue"].iloc[0] < 0.05
+    # the per-cell effects weight every sample alike when asked, and only then
+    data = model.regression_data()
+    assert data.weights is None
+    weights = zconf.glm.sample_weights(adata.obs["sample"].to_numpy())
+    totals = pd.Series(weights).groupby(adata.obs["sample"].to_numpy(), observed=True).sum()
+    np.testing.assert_allclose(totals, totals.iloc[0])
+    expected = zconf.analysis.treatment_effects(replace(data, weights=weights), gene_names=adata.var_names)
+    weighted = model.treatment_effects(adjust=False, weight_samples=True)["lfc"]
+    pd.testing.assert_series_equal(weighted, expected["lfc"])
+    assert not np.allclose(weighted, model.treatment_effects(adjust=False)["lfc"])
+    with pytest.raises(ValueError, match="the sample-aware effects"):
+        model.treatment_effects(weight_samples=True, sample_key="sample")
+
+
+def test_weight_samples_needs_registered_samples(trained):
+    model, _ = trained
+    with pytest.raises(ValueError, match=r"setup_anndata\(\.\.\., sample_key="):
+        model.treatment_effects(weight_samples=True)

@@ -71,6 +71,21 @@ def test_covariate_errors(adata):
         setup(adata, continuous_covariate_keys=["x0", "const"])
 
 
+def test_sample_key_errors_name_the_key_and_the_mixed_samples(adata):
+    with pytest.raises(KeyError, match="`sample_key` 'well' not found"):
+        setup(adata, sample_key="well")
+    adata.obs["donor"] = np.arange(adata.n_obs) % 4  # every donor has cells in both arms
+    with pytest.raises(ValueError, match=r"samples \[0, 1, 2, 3\] have cells in both arms"):
+        setup(adata, sample_key="donor")
+    adata.obs["well"] = np.where(np.arange(adata.n_obs) == 0, np.nan, adata.obs["treatment"])
+    with pytest.raises(ValueError, match="missing value"):
+        setup(adata, sample_key="well")
+    adata.obs["well"] = adata.obs["treatment"].astype(str) + "_" + (np.arange(adata.n_obs) % 3).astype(str)
+    columns = list(adata.obs.columns)
+    setup(adata, sample_key="well")  # nests in the treatment: registered, and obs keeps its columns
+    assert [c for c in adata.obs.columns if not c.startswith("_scvi")] == columns
+
+
 def test_batch_size_larger_than_data(adata):
     setup(adata)
     model = zconf.ZConf(adata, n_hidden=8, n_latent=1)

@@ -3,7 +3,14 @@
 from ._confounding import ADJUSTABLE_ROLES as ADJUSTABLE_ROLES
 from ._confounding import LINK_ALPHA as LINK_ALPHA
 from ._confounding import MIN_SIGNATURE_AGREEMENT as MIN_SIGNATURE_AGREEMENT
-from ._confounding import TreatmentLink, arm_imbalance, balanced_columns, candidate_role, signature_agreement
+from ._confounding import (
+    SampleLink,
+    TreatmentLink,
+    arm_imbalance,
+    balanced_columns,
+    candidate_role,
+    signature_agreement,
+)
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
 from ._pseudobulk import pseudobulk_effects
@@ -28,6 +35,7 @@ from ._signature_shift import shift_along_signature, signature_shift
 
 __all__ = [
     "PairedGain",
+    "SampleLink",
     "TreatmentLink",
     "balanced_columns",
     "apply_alignment",

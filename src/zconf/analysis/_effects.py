@@ -16,7 +16,7 @@ def _column_sums(matrix) -> np.ndarray:
     return np.asarray(matrix.sum(0), dtype=float).ravel()
 
 
-def _lrt_pvalues(counts, design: Design, offset, fit: GLMFit, genes: np.ndarray, device) -> np.ndarray:
+def _lrt_pvalues(counts, design: Design, offset, fit: GLMFit, genes: np.ndarray, device, weights=None) -> np.ndarray:
     """Likelihood-ratio p-values of the D coefficient for the selected genes (same dispersions, 1 df)."""
     columns = np.flatnonzero(genes)
     reduced = fit_nb_glm(
@@ -25,6 +25,7 @@ def _lrt_pvalues(counts, design: Design, offset, fit: GLMFit, genes: np.ndarray,
         offset=offset,
         dispersion=fit.dispersion[columns],
         device=device,
+        weights=weights,
     )
     statistic = np.clip(reduced.deviance - fit.deviance[columns], 0.0, None)
     return stats.chi2.sf(statistic, df=1)
@@ -185,7 +186,9 @@ def treatment_effects(
     check_alpha(alpha)
     counts = data.counts
     design = data.design(z)
-    fit = fit_nb_glm(counts, design.matrix, offset=data.offset, dispersion=dispersion, device=device)
+    fit = fit_nb_glm(
+        counts, design.matrix, offset=data.offset, dispersion=dispersion, device=device, weights=data.weights
+    )
     arms = _ArmCounts.of(counts, data.treatment == 1)
     columns = _wald_table(fit, design, arms, robust=robust, min_cells=min_cells)
     null_offset = data.offset
@@ -197,6 +200,6 @@ def treatment_effects(
         # the likelihood-ratio test stays valid under separation: deviance of the fit without D against
         # the fit with D, same dispersions, on the separated genes only
         columns["lfc"][separated] = np.where(arms.nonzero_treated[separated] > 0, np.inf, -np.inf)
-        columns["pvalue"][separated] = _lrt_pvalues(counts, design, null_offset, fit, separated, device)
+        columns["pvalue"][separated] = _lrt_pvalues(counts, design, null_offset, fit, separated, device, data.weights)
     names = gene_names if gene_names is not None else np.arange(np.shape(counts)[1]).astype(str)
     return effects_table(columns, arms, fit, alpha, names)

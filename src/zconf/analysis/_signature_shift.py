@@ -86,7 +86,7 @@ def shift_along_signature(data: RegressionData, z: np.ndarray, device: str = "cp
         msg = f"The shift along Z-hat's signature is defined for one continuous column; got shape {z.shape}."
         raise ValueError(msg)
     design = data.design(z)
-    fit = fit_nb_glm(data.counts, design.matrix, offset=data.offset, device=device)
+    fit = fit_nb_glm(data.counts, design.matrix, offset=data.offset, device=device, weights=data.weights)
     d_index, z_index = design.treatment_index, design.columns["z"].start
     good = fit.converged & np.isfinite(fit.se[:, d_index]) & (fit.se[:, d_index] > 0)
     lfc = np.where(good, fit.coef[:, d_index], np.nan)

@@ -1,7 +1,7 @@
 """Batched GLMs by IRLS (per-gene negative binomial, logistic) and the one GLM design, [1, X, D, Z]."""
 
 from ._design import Design, RegressionData, design_from_blocks, design_matrix, latent_block
-from ._irls import GLMFit, fit_logistic_glm, fit_nb_glm, nb_unit_deviance
+from ._irls import GLMFit, fit_logistic_glm, fit_nb_glm, nb_unit_deviance, sample_weights
 
 __all__ = [
     "Design",
@@ -13,4 +13,5 @@ __all__ = [
     "fit_nb_glm",
     "latent_block",
     "nb_unit_deviance",
+    "sample_weights",
 ]

@@ -131,6 +131,10 @@ class RegressionData:
         Whether ``offset`` is each cell's observed total count. A treatment that changes many genes changes the
         total, and with it every gene's lfc relative to it; per-cell effects are then reported relative to the
         median gene (most genes do not change: the assumption of DESeq2's and edgeR's normalisation).
+    weights
+        ``(n_obs,)`` prior weights of the cells in the per-cell effects fit, or ``None`` (all 1); with
+        ``ZConf.treatment_effects(weight_samples=True)``, every registered sample has the same total
+        (:func:`sample_weights`).
     """
 
     counts: object
@@ -138,6 +142,7 @@ class RegressionData:
     treatment: np.ndarray
     offset: np.ndarray | None = None
     offset_is_library: bool = False
+    weights: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:

@@ -155,14 +155,14 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         categorical_covariate_keys: list[str] | None = None,
         continuous_covariate_keys: list[str] | None = None,
         size_factor_key: str | None = None,
+        sample_key: str | None = None,
         **kwargs,
     ) -> None:
         """%(summary)s.
 
-        The counts, treatment and covariates are checked first; bad input raises an error that names the
-        key or value. Registration adds scvi-tools' own bookkeeping entries to the AnnData (the
-        ``adata.uns["_scvi_uuid"]`` and ``adata.uns["_scvi_manager_uuid"]`` keys, ``adata.obs["_scvi_treatment"]``
-        and, for covariates, ``adata.obsm["_scvi_extra_*_covs"]``); nothing else is changed.
+        The arguments are checked first; bad input raises an error that names the key or value. Registration
+        adds scvi-tools' bookkeeping (``adata.uns["_scvi_uuid"]``, ``adata.uns["_scvi_manager_uuid"]``,
+        ``adata.obs["_scvi_treatment"]``, for covariates ``adata.obsm["_scvi_extra_*_covs"]``), nothing else.
 
         Parameters
         ----------
@@ -176,12 +176,12 @@ class ZConf(ZconfModelMixin, AnalysisMethods, UnsupervisedTrainingMixin, BaseMod
         %(param_cat_cov_keys)s
         %(param_cont_cov_keys)s
         %(param_size_factor_key)s
+        sample_key
+            ``adata.obs`` column of the unit the treatment was given to (slice, well; one treatment per sample):
+            ``n_latent="auto"`` then tests a state's link across samples (:class:`zconf.analysis.SampleLink`).
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        _validation.validate_counts(adata, layer)
-        levels = _validation.treatment_levels(adata, treatment_key, control_level)
-        _validation.validate_covariates(adata, categorical_covariate_keys, continuous_covariate_keys)
-        _validation.validate_size_factor(adata, size_factor_key)
+        levels = _validation.validate_setup(adata, **setup_method_args["setup_args"])
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             TreatmentObsField(REGISTRY_KEYS.TREATMENT_KEY, treatment_key, levels),

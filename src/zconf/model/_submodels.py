@@ -19,6 +19,7 @@ from zconf.analysis import (
     MIN_SIGNATURE_AGREEMENT,
     MIN_STATE_SHARE,
     NO_LATENT,
+    SampleLink,
     TreatmentLink,
     apply_alignment,
     arm_imbalance,
@@ -273,7 +274,8 @@ def _score_candidate(
     link = TreatmentLink.of(gain, z_columns.shape[1])
     data = sub_model.regression_data()
     imbalance = arm_imbalance(z_columns, data.covariates, data.treatment)
-    role = "none" if n_latent == 0 else candidate_role(bool(overlap["overlap"].all()), link, imbalance)
+    sample_link = _sample_link(model, training, z_train, data.treatment, train_call.get("random_state"))
+    role = "none" if n_latent == 0 else candidate_role(bool(overlap["overlap"].all()), link, imbalance, sample_link)
     extra = {
         "treated_share_min": float(judged.min()) if len(judged) else np.nan,
         "treated_share_max": float(judged.max()) if len(judged) else np.nan,
@@ -281,6 +283,7 @@ def _score_candidate(
         "treatment_link_per_cell": link.gain_per_cell,
         "treatment_link_pvalue": link.pvalue,
         "zhat_imbalance_pvalue": imbalance,
+        "sample_link_pvalue": np.nan if sample_link is None else sample_link.pvalue,
         "signature_agreement": np.nan,
         "role": role,
         "eligible": role in ADJUSTABLE_ROLES,
@@ -288,6 +291,17 @@ def _score_candidate(
     state = {key: value.detach().cpu().clone() for key, value in sub_model.module.state_dict().items()}
     forget_instance(sub_model)  # the shared training data is forgotten after the last candidate
     return scores, extra, z_train, state
+
+
+def _sample_link(model, training: AnnData, z_train: np.ndarray, treatment, random_state) -> SampleLink | None:
+    """:class:`zconf.analysis.SampleLink` of a candidate's Z-hat on its training cells; ``None`` without samples.
+
+    The samples are ``setup_anndata``'s ``sample_key``, registered when the treatment was given to whole samples.
+    """
+    sample_key = model.adata_manager.registry["setup_args"].get("sample_key")
+    if sample_key is None:
+        return None
+    return SampleLink.of(z_train, treatment, training.obs[sample_key].to_numpy(), random_state or 0)
 
 
 def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:

@@ -205,6 +205,42 @@ def treatment_levels(adata: AnnData, treatment_key: str | None, control_level=No
     raise ValueError(msg)
 
 
+def validate_setup(
+    adata: AnnData,
+    layer: str | None,
+    treatment_key: str | None,
+    control_level,
+    categorical_covariate_keys: list[str] | None,
+    continuous_covariate_keys: list[str] | None,
+    size_factor_key: str | None,
+    sample_key: str | None,
+) -> list:
+    """Every check of :meth:`zconf.ZConf.setup_anndata`'s arguments; returns the treatment's ``[control, treated]``."""
+    validate_counts(adata, layer)
+    levels = treatment_levels(adata, treatment_key, control_level)
+    validate_sample_key(adata, sample_key, treatment_key, levels)
+    validate_covariates(adata, categorical_covariate_keys, continuous_covariate_keys)
+    validate_size_factor(adata, size_factor_key)
+    return levels
+
+
+def validate_sample_key(adata: AnnData, sample_key: str | None, treatment_key: str, levels: list) -> None:
+    """Check that ``adata.obs[sample_key]`` labels every cell and that each sample has one treatment value."""
+    if sample_key is None:
+        return
+    samples = required_obs_column(adata, sample_key, "sample_key", "of the samples the treatment was given to")
+    treated = adata.obs[treatment_key].to_numpy() == levels[1]
+    arms = pd.Series(treated).groupby(samples.to_numpy()).nunique()
+    mixed = arms.index[arms > 1].tolist()
+    if mixed:
+        msg = (
+            f"`sample_key` {sample_key!r} names the unit the treatment was given to, but samples {mixed[:5]} have "
+            f"cells in both arms of {treatment_key!r}. Pass a column that nests in the treatment (for example "
+            "donor x condition), or leave `sample_key` out when cells were treated one by one."
+        )
+        raise ValueError(msg)
+
+
 def validate_covariates(adata: AnnData, categorical_keys: list[str] | None, continuous_keys: list[str] | None) -> None:
     """Missing keys and NaNs raise; constant covariates warn (they are absorbed by the intercept)."""
     for kind, keys in (("categorical", categorical_keys), ("continuous", continuous_keys)):
