@@ -264,6 +264,12 @@ def _hidden_donor_rows() -> list[tuple[str, str, str, str]]:
             value += f"; correlation of Z-hat with the state {corr:.2f}"
         elif ami is not None:
             value += f"; AMI with the donor {ami:.2f}"
+        weighted = by_method.get("zconf, samples weighted (weight_samples=True)")
+        if weighted is not None:
+            value += (
+                f"; weight_samples=True {weighted['rmse_ratio_to_naive_mean']:.2f}× "
+                f"(worst {weighted['rmse_ratio_to_naive_worst']:.2f}×)"
+            )
         if "fdp_mean" in zconf_row:
             naive = by_method.get("naive (adjust=False)", {})
             value += f"; FDP {zconf_row['fdp_mean']:.2f} (naive {naive.get('fdp_mean', float('nan')):.2f})"

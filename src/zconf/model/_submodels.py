@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -333,24 +334,39 @@ def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray
         extra[chosen].update(eligible=False, role="signature differs")
 
 
+@contextmanager
+def _scvi_info_muted():
+    """scvi-tools' INFO messages muted (its warnings and errors still show), restored afterwards."""
+    scvi_logger = logging.getLogger("scvi")
+    level = scvi_logger.level
+    scvi_logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        scvi_logger.setLevel(level)
+
+
 def _fit_candidates(model, candidates: list, training: AnnData, held_out_cells: AnnData, train_call, schedule):
     """:func:`_score_candidate` for each candidate worth fitting, simplest first, with a forward stop per family."""
     scores, seconds, extra, z_train, states, stopped, shared_start = {}, {}, {}, {}, {}, set(), {}
-    for candidate in candidates:
-        if not worth_fitting(scores, candidate):
-            stopped.add(candidate[0])  # the family's larger candidates are not searched either
-        if candidate[0] in stopped:
-            continue
-        start = time.perf_counter()
-        scores[candidate], extra[candidate], z_train[candidate], states[candidate] = _score_candidate(
-            model, candidate, training, held_out_cells, train_call, schedule, shared_start
-        )
-        seconds[candidate] = time.perf_counter() - start
-        logger.info(
-            "Candidate %s: held-out log-likelihood %.3f per cell.", candidate_label(candidate), scores[candidate].mean()
-        )
-        if candidate != NO_LATENT and stops_early(scores, candidate):
-            stopped.add(candidate[0])
+    with _scvi_info_muted():  # each candidate's first pass over the held-out copy logs scvi-tools' transfer note
+        for candidate in candidates:
+            if not worth_fitting(scores, candidate):
+                stopped.add(candidate[0])  # the family's larger candidates are not searched either
+            if candidate[0] in stopped:
+                continue
+            start = time.perf_counter()
+            scores[candidate], extra[candidate], z_train[candidate], states[candidate] = _score_candidate(
+                model, candidate, training, held_out_cells, train_call, schedule, shared_start
+            )
+            seconds[candidate] = time.perf_counter() - start
+            logger.info(
+                "Candidate %s: held-out log-likelihood %.3f per cell.",
+                candidate_label(candidate),
+                scores[candidate].mean(),
+            )
+            if candidate != NO_LATENT and stops_early(scores, candidate):
+                stopped.add(candidate[0])
     return scores, seconds, extra, z_train, states
 
 
@@ -430,9 +446,11 @@ def choose_n_latent(model) -> dict:
     # drug slices were chosen and moved the effects 1.3-1.4x the naive fit's distance from the patient-adjusted fit
     logger.info(
         "Its states are linked to the treatment and shape the counts of both arms, as a confounder's do; a state the "
-        "treatment itself makes more common does the same, and so does a state whose share differs between the "
-        "treated and untreated samples (slices, wells). If the treatment was randomised or applied to whole "
-        "samples, or could have caused these states, report treatment_effects(adjust=False) and the sample-aware "
-        "effects (sample_key=...) beside the adjusted ones."
+        "treatment itself makes more common does the same%s. If the treatment was randomised or could have caused "
+        "these states, report treatment_effects(adjust=False) beside the adjusted effects.",
+        ", even across the registered samples"
+        if model.adata_manager.registry["setup_args"].get("sample_key")
+        else ", and so does a state whose share differs between treated and untreated samples (slices, wells): "
+        "register them with setup_anndata(sample_key=...) when whole samples were treated",
     )
     return state
