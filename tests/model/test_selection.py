@@ -120,9 +120,11 @@ def test_auto_chooses_no_confounder_when_there_is_none():
 
 
 def test_auto_finds_a_strong_confounder_and_survives_save_load(tmp_path, caplog):
-    adata = setup(zconf.data.simulate("confounded", n_obs=400, n_vars=30, random_state=4, gamma2_scale=1.5))
-    model = zconf.ZConf(adata, n_hidden=16, max_latent=2)
-    with caplog.at_level(logging.INFO, logger="zconf"):
+    adata = zconf.data.simulate("confounded", n_obs=400, n_vars=30, random_state=4, gamma2_scale=1.5)
+    adata.obs["well"] = [f"w{int(t)}{i % 3}" for i, t in enumerate(adata.obs["treatment"])]  # one arm per well
+    model = zconf.ZConf(setup(adata), n_hidden=16, max_latent=2)
+    # a confounder is chosen while obs holds sample-like labels that were not registered: the user is told
+    with caplog.at_level(logging.INFO, logger="zconf"), pytest.warns(UserWarning, match=r"\['well'\].*sample_key"):
         model.train(accelerator="cpu", enable_progress_bar=False)
     # the log says what was found, and what no observational check can rule out (a mediator)
     assert "confounder" in caplog.text and "treatment_effects(adjust=False)" in caplog.text

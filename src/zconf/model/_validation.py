@@ -241,6 +241,33 @@ def validate_sample_key(adata: AnnData, sample_key: str | None, treatment_key: s
         raise ValueError(msg)
 
 
+def sample_like_columns(obs: pd.DataFrame, treatment: np.ndarray, exclude=()) -> list[str]:
+    """``obs`` columns that could be the samples the treatment was given to: labels with one treatment each.
+
+    A categorical or string column qualifies when it has at least 3 labels, at most half as many as cells, no
+    missing value, and every label's cells share one treatment value (the treatment column itself, with 2 labels,
+    does not). Used to point users to ``setup_anndata(sample_key=...)``.
+
+    Examples
+    --------
+    >>> obs = pd.DataFrame({"well": list("aabbcc"), "donor": list("xyxyxy"), "arm": list("001122")})
+    >>> sample_like_columns(obs, np.array([0, 0, 1, 1, 0, 0]))
+    ['well', 'arm']
+    """
+    treatment = np.asarray(treatment)
+    found = []
+    for key in obs.columns:
+        column = obs[key]
+        if key in exclude or str(key).startswith("_scvi") or column.isna().any():
+            continue
+        if not (isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object or column.dtype.kind in "iu"):
+            continue
+        arms = pd.Series(treatment).groupby(column.to_numpy()).nunique()
+        if 3 <= len(arms) <= len(obs) // 2 and (arms == 1).all():
+            found.append(str(key))
+    return found
+
+
 def validate_covariates(adata: AnnData, categorical_keys: list[str] | None, continuous_keys: list[str] | None) -> None:
     """Missing keys and NaNs raise; constant covariates warn (they are absorbed by the intercept)."""
     for kind, keys in (("categorical", categorical_keys), ("continuous", continuous_keys)):
