@@ -323,7 +323,27 @@ class AnalysisMethods:
         if samples is not None:
             treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
             check_samples_nest(np.asarray(treatment).ravel(), samples)
+            self._check_covariates_constant_in_pseudobulks(adata, samples, groups, sample_key)
             check_sample_covariates(self.get_design(adata, reference_coding=True)[0], samples, groups)
+
+    def _check_covariates_constant_in_pseudobulks(self, adata: AnnData, samples, groups, sample_key: str) -> None:
+        """A ValueError naming the first registered covariate that varies between the cells of one pseudobulk."""
+        setup_args = self.get_anndata_manager(adata).registry["setup_args"]
+        keys = [
+            *(setup_args.get("categorical_covariate_keys") or []),
+            *(setup_args.get("continuous_covariate_keys") or []),
+        ]
+        pseudobulk = pd.Series(samples).astype(str) + ("" if groups is None else " / " + pd.Series(groups).astype(str))
+        for key in keys:
+            if (pd.Series(adata.obs[key].to_numpy()).groupby(pseudobulk.to_numpy()).nunique() > 1).any():
+                msg = (
+                    f"The covariate {key!r} varies between the cells of one sample of {sample_key!r}, and a pseudobulk "
+                    f"has one value per covariate. A cell-level categorical such as cell type goes to `groupby` "
+                    "(`--groupby`: one table per level); a per-cell continuous covariate such as the log library is "
+                    "left out of the sample-aware effects (the pseudobulk's library size is their offset): set up a "
+                    "model without it, or use the per-cell effects."
+                )
+                raise ValueError(msg)
 
     def sensitivity(self, adata: AnnData | None = None, *, soft: bool = False) -> dict:
         """How much deviance Z-hat explains beyond X (and D): the DBPR partial R² as sensitivity parameters.
