@@ -284,7 +284,7 @@ def fit_and_write(
 
     scvi.settings.seed = random_state
     # where each sample has one treatment, it is registered too: the choice then tests a state's link across
-    # samples, and the per-cell effects weight every sample alike (ZConf.setup_anndata's sample_key)
+    # samples (ZConf.setup_anndata's sample_key); the effects are the sample-aware ones
     if effects_kwargs.get("sample_key") is not None and _nests_in_treatment(adata, setup, effects_kwargs["sample_key"]):
         setup = {**setup, "sample_key": effects_kwargs["sample_key"]}
     ZConf.setup_anndata(adata, **setup)

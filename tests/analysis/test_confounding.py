@@ -127,6 +127,11 @@ def test_sample_link_is_an_exact_permutation_test_over_samples():
     # the observed split and its mirror image are the two most extreme of the C(8, 4) = 70 splits
     assert link.pvalue == pytest.approx(2 / 70) and link.linked
     assert (link.n_samples_control, link.n_samples_treated) == (4, 4)
+    # arms that separate perfectly (each constant) are the strongest evidence, at any scale of Z-hat
+    constant_arms = np.repeat([0.2] * 4 + [0.8] * 4, 100)[:, None]
+    assert SampleLink.of(constant_arms, arm, samples).pvalue == pytest.approx(2 / 70)
+    assert SampleLink.of(separated * 1e-6, arm, samples).pvalue == pytest.approx(2 / 70)
+    assert SampleLink.of(np.full((800, 1), 0.3), arm, samples).pvalue == 1.0
     # the same cell-level difference, but one sample per arm: nothing can be told from two samples
     assert SampleLink.of(separated, arm, np.repeat([0, 1], 400)).pvalue == 1.0
     assert SampleLink.of(np.zeros((800, 0)), arm, samples).pvalue == 1.0

@@ -226,22 +226,21 @@ def sample_composition(z_columns: np.ndarray, treatment: np.ndarray, samples: np
 
 
 def _arm_statistic(composition: np.ndarray, treated: np.ndarray) -> np.ndarray:
-    """Sum over Z's columns of the squared pooled two-sample t of the arms; ``treated`` is ``(n_perm, n_samples)``.
+    """Sum over Z's columns of the share of the column's spread that lies between the arms (R² of the arm).
 
-    A column without spread within the arms contributes nothing (its t is undefined, not infinite).
+    ``treated`` is ``(n_perm, n_samples)``. For one column, R² is a monotone function of the squared pooled
+    two-sample t, so the permutation test is the t test's; unlike t², it is 1, not undefined, when the arms are
+    perfectly separated, and it does not depend on the columns' scale. A column that is constant over the samples
+    contributes nothing.
     """
+    centred = composition - composition.mean(0)
+    total = (centred**2).sum(0)
+    informative = total > 1e-12 * np.maximum((composition**2).sum(0), 1e-300)
     n_treated = treated.sum(1, keepdims=True)
     n_control = treated.shape[1] - n_treated
-    sums_treated = treated @ composition
-    squares_treated = treated @ composition**2
-    total, total_squares = composition.sum(0), (composition**2).sum(0)
-    mean_treated, mean_control = sums_treated / n_treated, (total - sums_treated) / n_control
-    within = (squares_treated - n_treated * mean_treated**2) + (
-        total_squares - squares_treated - n_control * mean_control**2
-    )
-    pooled = within / (treated.shape[1] - 2) * (1 / n_treated + 1 / n_control)
-    t_squared = np.where(pooled > 1e-12, (mean_treated - mean_control) ** 2 / np.maximum(pooled, 1e-12), 0.0)
-    return t_squared.sum(1)
+    sums_treated = treated @ centred  # the control arm's sums are their negatives (the columns are centred)
+    between = sums_treated**2 * (1.0 / n_treated + 1.0 / n_control)
+    return np.where(informative, between / np.where(informative, total, 1.0), 0.0).sum(1)
 
 
 @dataclass(frozen=True)
@@ -251,8 +250,9 @@ class SampleLink:
     When the treatment was given to whole samples (slices, wells, donors x condition), every state's share
     differs somewhat between any two samples, and with one sample per arm and patient those differences line up
     with the treatment; counted over cells, they look like a strong link. Here each sample's mean Z-hat is one
-    observation: the statistic is the sum over Z's columns of the squared two-sample t between the treated and
-    untreated samples, and its reference is every assignment of the arms to the samples with the same numbers
+    observation: the statistic is the sum over Z's columns of the share of the column's spread between samples that
+    lies between the treated and untreated arm (:func:`_arm_statistic`; for one column, equivalent to the squared
+    two-sample t), and its reference is every assignment of the arms to the samples with the same numbers
     treated and untreated (exact up to :data:`SAMPLE_LINK_PERMUTATIONS`, a fixed-seed draw beyond).
     Exact, so calibrated with any number of samples, and powerless with few: with 2 samples per arm the
     smallest p-value is 1/3, with 3 it is 1/10, with 4 it is 1/35.

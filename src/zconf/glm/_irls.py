@@ -210,10 +210,11 @@ def fit_nb_glm(
         Torch device.
     weights
         Prior weights of the cells ``(n_obs,)``, positive (``None``: all 1): each cell's log-likelihood term is
-        multiplied by its weight, in the coefficients, the dispersion, the deviance and both standard errors
-        (statsmodels' ``freq_weights``). With weights of mean 1 that give every sample the same total, a
-        sample-level treatment's effect is estimated with each sample as one replicate
-        (:func:`zconf.glm.sample_weights`).
+        multiplied by its weight, in the coefficients, the dispersion, the deviance and ``se`` (statsmodels'
+        ``freq_weights``: as if each cell were repeated ``weight`` times); ``robust_se`` sums the squared weighted
+        scores (statsmodels' ``var_weights`` with HC0), the sandwich for weights that are not counts of cells.
+        Weights of mean 1 that give every sample the same total (:func:`zconf.glm.sample_weights`) make the
+        estimate count each sample alike; the standard errors still count cells.
 
     Returns
     -------

@@ -212,7 +212,9 @@ class AnalysisMethods:
             (``benchmarks/real_confounded.py --sample-key``, effects against the cell-pooled patient- or
             donor-adjusted fit of the full data): glioblastoma slices of 55-500 cells, one per patient and arm,
             0.46-0.50x the naive fit's distance (the hidden-patient oracle 0.40-0.59x); Kang wells of 113-3,138
-            cells, 3 donors, 1.24-2.84x: so it is not the default.
+            cells, 3 donors, 1.24-2.84x: so it is not the default. Only the estimate counts samples alike: the
+            p-values still count cells as replicates (``robust=True`` gives the sandwich SEs of weighted cells);
+            for tests with samples as replicates use ``sample_key``.
 
         Returns
         -------
@@ -284,7 +286,7 @@ class AnalysisMethods:
                 "ZConf.setup_anndata(..., sample_key=<obs column>)."
             )
             raise ValueError(msg)
-        return sample_weights(adata.obs[registered].to_numpy())
+        return sample_weights(required_obs_column(adata, registered, "sample_key", "of the samples").to_numpy())
 
     def _shifts_z(self, shift_correction: bool | None) -> bool:
         """Whether the effects shift Z-hat along its signature: as asked, else for the normal latent only."""

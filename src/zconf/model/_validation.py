@@ -241,18 +241,23 @@ def validate_sample_key(adata: AnnData, sample_key: str | None, treatment_key: s
         raise ValueError(msg)
 
 
+#: A column of labels is taken for samples (:func:`sample_like_columns`) only if each label holds this many cells.
+MIN_SAMPLE_CELLS = 5
+
+
 def sample_like_columns(obs: pd.DataFrame, treatment: np.ndarray, exclude=()) -> list[str]:
     """``obs`` columns that could be the samples the treatment was given to: labels with one treatment each.
 
-    A categorical or string column qualifies when it has at least 3 labels, at most half as many as cells, no
-    missing value, and every label's cells share one treatment value (the treatment column itself, with 2 labels,
-    does not). Used to point users to ``setup_anndata(sample_key=...)``.
+    A categorical, string or integer column qualifies when it has at least 3 labels, each of at least
+    ``MIN_SAMPLE_CELLS`` cells, no missing value, and every label's cells share one treatment value (the
+    treatment column itself, with 2 labels, does not; per-cell values such as counts, mostly unique, do not).
+    Used to point users to ``setup_anndata(sample_key=...)``.
 
     Examples
     --------
-    >>> obs = pd.DataFrame({"well": list("aabbcc"), "donor": list("xyxyxy"), "arm": list("001122")})
-    >>> sample_like_columns(obs, np.array([0, 0, 1, 1, 0, 0]))
-    ['well', 'arm']
+    >>> obs = pd.DataFrame({"well": np.repeat(list("abc"), 5), "donor": list("xyz") * 5, "n": np.arange(15)})
+    >>> sample_like_columns(obs, np.repeat([0, 1, 0], 5))
+    ['well']
     """
     treatment = np.asarray(treatment)
     found = []
@@ -262,8 +267,9 @@ def sample_like_columns(obs: pd.DataFrame, treatment: np.ndarray, exclude=()) ->
             continue
         if not (isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object or column.dtype.kind in "iu"):
             continue
-        arms = pd.Series(treatment).groupby(column.to_numpy()).nunique()
-        if 3 <= len(arms) <= len(obs) // 2 and (arms == 1).all():
+        grouped = pd.Series(treatment).groupby(column.to_numpy())
+        arms, sizes = grouped.nunique(), grouped.size()
+        if len(arms) >= 3 and sizes.min() >= MIN_SAMPLE_CELLS and (arms == 1).all():
             found.append(str(key))
     return found
 
