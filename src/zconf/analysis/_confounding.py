@@ -258,7 +258,7 @@ class SampleLink:
     smallest p-value is 1/3, with 3 it is 1/10, with 4 it is 1/35.
 
     Measured (``benchmarks/real_confounded.py --sample-key``, docs/model.md "Registered samples"): on glioblastoma
-    slices with both arms of every patient, the states the cell-level checks passed had p = 0.70-0.96, none was
+    slices with both arms of every patient, the states the cell-level checks passed had p = 0.75-0.96, none was
     adjusted for, and the harm of adjusting for them (1.31-1.44x the naive fit's distance from the reference) was
     gone; a simulated confounder nested in the samples (184 samples) had p = 0.0001.
 
