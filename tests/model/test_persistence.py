@@ -61,3 +61,25 @@ def test_load_refuses_unsafe_pickle(tmp_path, trained):
     )
     with pytest.raises(ValueError, match="Refusing to load"):
         zconf.ZConf.load(tmp_path / "evil", adata=adata)
+
+
+def test_registered_samples_survive_save_and_load(tmp_path):
+    import anndata as ad
+
+    from tests.conftest import FAST_TRAIN
+
+    adata = zconf.data.simulate("confounded", n_obs=200, n_vars=20, random_state=1)
+    adata.obs["well"] = [f"w{int(t)}{i % 4}" for i, t in enumerate(adata.obs["treatment"])]
+    zconf.ZConf.setup_anndata(adata, layer="counts", treatment_key="treatment", sample_key="well")
+    model = zconf.ZConf(adata, n_hidden=8, n_latent=1)
+    model.train(**FAST_TRAIN)
+    weighted = model.treatment_effects(weight_samples=True)["lfc"].to_numpy()
+    model.save(tmp_path / "m")
+    fresh = ad.AnnData(obs=adata.obs[["treatment", "well"]].copy(), var=adata.var.copy())
+    fresh.layers["counts"] = adata.layers["counts"].copy()
+    loaded = zconf.ZConf.load(tmp_path / "m", adata=fresh)
+    assert loaded.registry_["setup_args"]["sample_key"] == "well"
+    np.testing.assert_allclose(loaded.treatment_effects(weight_samples=True)["lfc"].to_numpy(), weighted)
+    del fresh.obs["well"]
+    with pytest.raises(KeyError, match="`sample_key` 'well' not found"):
+        zconf.ZConf.load(tmp_path / "m", adata=fresh.copy())
