@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def _publish(tmp: Path, final: Path) -> None:
 def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning 2.x builds torch's deprecated LeafSpec on every Trainer: one line per fit of every candidate (9 on
+    # the glioblastoma slices), about the libraries' versions, not the user's data (shown with --verbose)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
