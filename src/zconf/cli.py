@@ -346,10 +346,12 @@ def _nests_in_treatment(adata, setup: dict, sample_key: str) -> bool:
 
     False for a missing column, which the sample-aware effects' own check reports before training.
     """
+    from .model._validation import labels_in_both_arms
+
     treatment = setup.get("treatment_key")
     if sample_key not in adata.obs or treatment not in adata.obs:
         return False
-    return bool((adata.obs.groupby(sample_key, observed=True)[treatment].nunique() <= 1).all())
+    return not labels_in_both_arms(adata.obs[sample_key], adata.obs[treatment])
 
 
 def _why_not_chosen(row: dict) -> str:

@@ -164,19 +164,6 @@ def _sample_covariates(covariates: np.ndarray, summer: sparse.csr_matrix, how: s
     return mean
 
 
-def check_sample_covariates(covariates: np.ndarray, samples: np.ndarray, groups: np.ndarray | None = None) -> None:
-    """Raise the error of :func:`pseudobulk_effects` if a covariate varies within one pseudobulk, before any fit.
-
-    A pseudobulk holds the cells of one sample (and one level of ``groups``); ``covariates`` is
-    ``(n_obs, n_covariates)``, the cell-level design.
-    """
-    keys = np.asarray(samples).astype(str)
-    if groups is not None:
-        keys = np.char.add(np.char.add(keys, " / "), np.asarray(groups).astype(str))
-    levels, summer = _indicator(keys)
-    _sample_covariates(np.asarray(covariates, dtype=float), summer, "error", levels)
-
-
 #: edgeR's ``filterByExpr`` defaults: beyond this many samples in the smaller arm, only ``MIN_PROP`` of the extra
 #: ones must reach the expression cut-off.
 LARGE_N, MIN_PROP = 10, 0.7

@@ -302,10 +302,8 @@ def sample_weights(samples: np.ndarray) -> np.ndarray:
     When whole samples were treated, a cell-level fit weights each sample by its number of cells, and samples
     whose cell numbers differ between the arms (a drug that kills cells, a slice that yields fewer) shift the
     arms' mix of donors, states and tissue like a confounder. With these weights the arms are compared sample by
-    sample. Measured on the glioblastoma slices, one per patient and arm, subsampled to 55-500 cells so that
-    P(treated | patient) runs from 0.1 to 0.9 (``benchmarks/real_confounded.py --sample-key``): the unadjusted
-    effects went from the naive fit's distance to the patient-adjusted reference to 0.45-0.50x of it, as close
-    as adjusting for the hidden patient itself (0.45-0.56x).
+    sample, at the price of a large weight on a sample of few cells; ``ZConf.treatment_effects(weight_samples=True)``
+    gives what was measured with them.
 
     Examples
     --------

@@ -16,7 +16,7 @@ from anndata import AnnData
 
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import pseudobulk_effects, state_overlap, treatment_effects
-from zconf.analysis._pseudobulk import check_sample_covariates, check_samples_nest
+from zconf.analysis._pseudobulk import check_samples_nest
 from zconf.analysis._signature_shift import shift_along_signature
 from zconf.glm import RegressionData, latent_block, sample_weights
 from zconf.metrics import deviance_partial_r2_from_arrays
@@ -274,12 +274,17 @@ class AnalysisMethods:
         table.attrs["z_shift"] = shift
         return table
 
+    def _setup_arg(self, name: str, adata: AnnData | None = None):
+        """An argument of ``setup_anndata`` as registered (``None`` when absent: models saved before it existed)."""
+        manager = self.get_anndata_manager(adata if adata is not None else self.adata, required=True)
+        return manager.registry["setup_args"].get(name)
+
     def _sample_weights(self, adata: AnnData, sample_key: str | None, groupby: str | None) -> np.ndarray:
         """:func:`zconf.glm.sample_weights` of the samples registered by ``setup_anndata(sample_key=...)``."""
         if sample_key is not None or groupby is not None:
             msg = "`weight_samples` weights the per-cell fit; the sample-aware effects (`sample_key`) count samples."
             raise ValueError(msg)
-        registered = self.get_anndata_manager(adata, required=True).registry["setup_args"].get("sample_key")
+        registered = self._setup_arg("sample_key", adata)
         if registered is None:
             msg = (
                 "`weight_samples=True` needs the samples the treatment was given to: register them with "
@@ -310,6 +315,7 @@ class AnalysisMethods:
         the treatment.
         """
         samples, groups = _sample_labels(adata, sample_key, groupby)
+        self._check_covariates_constant_in_pseudobulks(adata, samples, groups, sample_key)
         return pseudobulk_effects(data, samples, z_columns, groups=groups, alpha=alpha, gene_names=adata.var_names)
 
     def check_sample_keys(self, sample_key: str | None, groupby: str | None = None, adata: AnnData | None = None):
@@ -326,14 +332,12 @@ class AnalysisMethods:
             treatment = self.get_anndata_manager(adata).get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)
             check_samples_nest(np.asarray(treatment).ravel(), samples)
             self._check_covariates_constant_in_pseudobulks(adata, samples, groups, sample_key)
-            check_sample_covariates(self.get_design(adata, reference_coding=True)[0], samples, groups)
 
     def _check_covariates_constant_in_pseudobulks(self, adata: AnnData, samples, groups, sample_key: str) -> None:
         """A ValueError naming the first registered covariate that varies between the cells of one pseudobulk."""
-        setup_args = self.get_anndata_manager(adata).registry["setup_args"]
         keys = [
-            *(setup_args.get("categorical_covariate_keys") or []),
-            *(setup_args.get("continuous_covariate_keys") or []),
+            *(self._setup_arg("categorical_covariate_keys", adata) or []),
+            *(self._setup_arg("continuous_covariate_keys", adata) or []),
         ]
         pseudobulk = pd.Series(samples).astype(str) + ("" if groups is None else " / " + pd.Series(groups).astype(str))
         for key in keys:

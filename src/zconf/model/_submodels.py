@@ -10,11 +10,11 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scvi import REGISTRY_KEYS
 from scvi.data._constants import _SCVI_UUID_KEY
 from scvi.data._utils import _assign_adata_uuid
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import (
     ADJUSTABLE_ROLES,
     MIN_SIGNATURE_AGREEMENT,
@@ -300,7 +300,7 @@ def _sample_link(model, training: AnnData, z_train: np.ndarray, treatment, rando
 
     The samples are ``setup_anndata``'s ``sample_key``, registered when the treatment was given to whole samples.
     """
-    sample_key = model.adata_manager.registry["setup_args"].get("sample_key")
+    sample_key = model._setup_arg("sample_key")
     if sample_key is None:
         return None
     return SampleLink.of(z_train, treatment, training.obs[sample_key].to_numpy(), random_state or 0)
@@ -423,12 +423,10 @@ def _point_to_sample_key(model) -> None:
     samples": on glioblastoma slices such states moved the effects 1.3-1.4x the naive fit's distance from the
     right answer, and with the slices registered nothing was adjusted for).
     """
-    setup_args = model.adata_manager.registry["setup_args"]
-    if setup_args.get("sample_key") is not None:
+    if model._setup_arg("sample_key") is not None:
         return
-    treatment = model.regression_data().treatment
-    exclude = {setup_args.get("treatment_key")}
-    columns = sample_like_columns(model.adata.obs, treatment, exclude)
+    treatment = np.asarray(model.adata_manager.get_from_registry(REGISTRY_KEYS.TREATMENT_KEY)).ravel()
+    columns = sample_like_columns(model.adata.obs, treatment, exclude={model._setup_arg("treatment_key")})
     if columns:
         warnings.warn(
             f"A confounder was chosen, and adata.obs columns {columns[:5]} hold one treatment per label. If whole "
@@ -475,7 +473,7 @@ def choose_n_latent(model) -> dict:
         "treatment itself makes more common does the same%s. If the treatment was randomised or could have caused "
         "these states, report treatment_effects(adjust=False) beside the adjusted effects.",
         ", even across the registered samples"
-        if model.adata_manager.registry["setup_args"].get("sample_key")
+        if model._setup_arg("sample_key")
         else ", and so does a state whose share differs between treated and untreated samples (slices, wells): "
         "register them with setup_anndata(sample_key=...) when whole samples were treated",
     )

@@ -224,14 +224,18 @@ def validate_setup(
     return levels
 
 
+def labels_in_both_arms(labels, treatment) -> list:
+    """The labels whose cells hold more than one treatment value (empty when the labels nest in the treatment)."""
+    arms = pd.Series(np.asarray(treatment)).groupby(np.asarray(labels)).nunique()
+    return arms.index[arms > 1].tolist()
+
+
 def validate_sample_key(adata: AnnData, sample_key: str | None, treatment_key: str, levels: list) -> None:
     """Check that ``adata.obs[sample_key]`` labels every cell and that each sample has one treatment value."""
     if sample_key is None:
         return
     samples = required_obs_column(adata, sample_key, "sample_key", "of the samples the treatment was given to")
-    treated = adata.obs[treatment_key].to_numpy() == levels[1]
-    arms = pd.Series(treated).groupby(samples.to_numpy()).nunique()
-    mixed = arms.index[arms > 1].tolist()
+    mixed = labels_in_both_arms(samples.to_numpy(), adata.obs[treatment_key].to_numpy() == levels[1])
     if mixed:
         msg = (
             f"`sample_key` {sample_key!r} names the unit the treatment was given to, but samples {mixed[:5]} have "
@@ -267,9 +271,9 @@ def sample_like_columns(obs: pd.DataFrame, treatment: np.ndarray, exclude=()) ->
             continue
         if not (isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object or column.dtype.kind in "iu"):
             continue
-        grouped = pd.Series(treatment).groupby(column.to_numpy())
-        arms, sizes = grouped.nunique(), grouped.size()
-        if len(arms) >= 3 and sizes.min() >= MIN_SAMPLE_CELLS and (arms == 1).all():
+        sizes = column.value_counts()
+        sizes = sizes[sizes > 0]  # a categorical's unused levels are no samples
+        if len(sizes) >= 3 and sizes.min() >= MIN_SAMPLE_CELLS and not labels_in_both_arms(column, treatment):
             found.append(str(key))
     return found
 
