@@ -202,6 +202,8 @@ def test_the_summary_says_why_a_candidate_is_no_confounder():
     assert "not linked to the treatment (p = 0.40) yet imbalanced" in _why_not_chosen(row)
     assert "agreement 0.05" in _why_not_chosen({**row, "role": "signature differs", "signature_agreement": 0.05})
     assert "one arm only" in _why_not_chosen({**row, "role": "one arm only"})
+    noise = _why_not_chosen({**row, "role": "library noise", "gain_beyond_library": 0.16})
+    assert "noise of the cells' totals (keeps 0.16 of its gain" in noise
     assert _why_not_chosen({**row, "eligible": True}) == ""
 
 

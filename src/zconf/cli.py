@@ -364,6 +364,8 @@ def _why_not_chosen(row: dict) -> str:
         "yet imbalanced between the arms",
         "balanced": f"not linked to the treatment (p = {row.get('treatment_link_pvalue', 1.0):.2f})",
         "signature differs": f"signature differs between the arms (agreement {row.get('signature_agreement'):.2f})",
+        "library noise": "explains the counts only through the noise of the cells' totals (keeps "
+        f"{row.get('gain_beyond_library', 0.0):.2f} of its gain with a depth that dominant genes do not set)",
         "not linked across samples": "linked over cells, but its share differs between treated and untreated "
         f"samples no more than between samples (p = {row.get('sample_link_pvalue', 1.0):.2f})",
     }

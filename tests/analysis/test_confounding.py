@@ -72,12 +72,15 @@ def test_balanced_columns_drop_the_level_best_present_in_both_arms():
 
 def test_only_confounders_are_chosen(monkeypatch):
     """A candidate that the counts support is passed over when it is not linked to the treatment, or when its
-    signature differs between the arms; the next simpler confounder is chosen."""
+    signature differs between the arms, or when its gain is the noise of the cells' totals; the next simpler
+    confounder is chosen."""
     base = np.linspace(-300, -299, 400)
     scores = {("none", 0): base, ("bernoulli", 1): base + 2.0, ("bernoulli", 2): base + 4.0}
     extra = {c: {"eligible": True, "signature_agreement": np.nan} for c in scores}
     agreement = {("bernoulli", 1): 0.9, ("bernoulli", 2): 0.05}
     monkeypatch.setattr(_submodels, "_agrees_in_both_arms", lambda model, c, cells, z: agreement[c])
+    beyond_library = dict.fromkeys(scores, np.nan)  # NaN: no library offset, the check does not apply
+    monkeypatch.setattr(_submodels, "_gain_beyond_library", lambda model, c, cells, z: beyond_library[c])
     chosen = _submodels._choose_confounder(
         None, scores, {c: dict(v) for c, v in extra.items()}, None, dict.fromkeys(scores)
     )
@@ -90,6 +93,12 @@ def test_only_confounders_are_chosen(monkeypatch):
         "bernoulli",
         2,
     )
+    beyond_library[("bernoulli", 2)] = 0.2  # its gain is the noise of the cells' totals
+    checked = {c: dict(v) for c, v in extra.items()}
+    assert _submodels._choose_confounder(None, scores, checked, None, dict.fromkeys(scores)) == ("none", 0)
+    assert checked[("bernoulli", 2)]["role"] == "library noise"
+    assert checked[("bernoulli", 2)]["gain_beyond_library"] == 0.2
+    beyond_library[("bernoulli", 2)] = 0.95
     extra[("bernoulli", 2)]["eligible"] = False
     assert _submodels._choose_confounder(None, scores, extra, None, dict.fromkeys(scores)) == ("none", 0)
 
@@ -98,7 +107,8 @@ def test_selection_table_reports_why(adata):
     model = zconf.ZConf(setup(adata), n_hidden=8, max_latent=1, max_levels=2)
     model.train(max_epochs=4, batch_size=64, accelerator="cpu", enable_progress_bar=False)
     table = model.latent_selection_
-    for column in ("treatment_link_pvalue", "zhat_imbalance_pvalue", "signature_agreement", "role", "eligible"):
+    columns = ("treatment_link_pvalue", "zhat_imbalance_pvalue", "signature_agreement", "gain_beyond_library")
+    for column in (*columns, "role", "eligible"):
         assert column in table.columns
     assert table.loc["none", "treatment_link_pvalue"] == 1.0 and bool(table.loc["none", "eligible"])
     assert table.loc["none", "role"] == "none"

@@ -13,6 +13,8 @@ from ._confounding import (
 )
 from ._crossfit import apply_alignment, column_alignment, stratified_folds
 from ._effects import benjamini_hochberg, treatment_effects
+from ._library_noise import MIN_GAIN_BEYOND_LIBRARY as MIN_GAIN_BEYOND_LIBRARY
+from ._library_noise import gain_beyond_library
 from ._pseudobulk import pseudobulk_effects
 
 # constants the model floor imports; not in __all__ (the API reference lists functions)
@@ -45,6 +47,7 @@ __all__ = [
     "candidate_role",
     "choose_smallest_supported",
     "column_alignment",
+    "gain_beyond_library",
     "complexity",
     "pseudobulk_effects",
     "selection_table",

@@ -17,6 +17,9 @@ of both arms alike. ``n_latent="auto"`` chooses a candidate only when its states
   must agree. A pattern of the response that differs by cell type, taken for a factor, does not (-0.01 on
   ``kang_muscat_2donor`` without the treatment x cell-type head); simulated confounders agree at 0.80-0.99.
 
+- **more than the library's noise** (:func:`zconf.analysis.gain_beyond_library`, in its own module): with the
+  total count as offset, a state that follows the noise of a few dominant genes in the treated cells' totals.
+
 - **linked across samples** (:class:`SampleLink`, only when the treatment was given to whole samples and the
   sample is registered: ``ZConf.setup_anndata(sample_key=...)``): the tests above count cells as replicates, but
   then the sample is the replicate of the treatment. A state whose share differs between a treated and an

@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from zconf._constants import REGISTRY_KEYS
 from zconf.analysis import (
     ADJUSTABLE_ROLES,
+    MIN_GAIN_BEYOND_LIBRARY,
     MIN_SIGNATURE_AGREEMENT,
     MIN_STATE_SHARE,
     NO_LATENT,
@@ -29,6 +30,7 @@ from zconf.analysis import (
     candidate_role,
     choose_smallest_supported,
     column_alignment,
+    gain_beyond_library,
     selection_table,
     signature_agreement,
     stops_early,
@@ -287,6 +289,7 @@ def _score_candidate(
         "zhat_imbalance_pvalue": imbalance,
         "sample_link_pvalue": np.nan if sample_link is None else sample_link.pvalue,
         "signature_agreement": np.nan,
+        "gain_beyond_library": np.nan,
         "role": role,
         "eligible": role in ADJUSTABLE_ROLES,
     }
@@ -315,6 +318,18 @@ def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.
     return signature_agreement(data.counts[train_cells], data.covariates[train_cells], treatment, columns, offset)
 
 
+def _gain_beyond_library(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:
+    """:func:`zconf.analysis.gain_beyond_library` of a candidate's Z-hat; NaN unless the offset is the library."""
+    data = model.regression_data()
+    if not data.offset_is_library:
+        return float("nan")
+    treatment = data.treatment[train_cells]
+    columns = balanced_columns(z_train, treatment, categorical=candidate[0] == "categorical")
+    return gain_beyond_library(
+        data.counts[train_cells], data.covariates[train_cells], treatment, columns, data.offset[train_cells]
+    )
+
+
 def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray, z_train: dict):
     """The simplest eligible candidate that no more complex eligible one clearly beats.
 
@@ -330,9 +345,14 @@ def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray
             return chosen
         agreement = _agrees_in_both_arms(model, chosen, train_cells, z_train[chosen])
         extra[chosen]["signature_agreement"] = agreement
-        if agreement >= MIN_SIGNATURE_AGREEMENT:
+        if agreement < MIN_SIGNATURE_AGREEMENT:
+            extra[chosen].update(eligible=False, role="signature differs")
+            continue
+        beyond_library = _gain_beyond_library(model, chosen, train_cells, z_train[chosen])
+        extra[chosen]["gain_beyond_library"] = beyond_library
+        if not beyond_library < MIN_GAIN_BEYOND_LIBRARY:  # NaN (no library offset, or no gain) passes
             return chosen
-        extra[chosen].update(eligible=False, role="signature differs")
+        extra[chosen].update(eligible=False, role="library noise")
 
 
 @contextmanager
