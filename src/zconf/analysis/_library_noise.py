@@ -12,7 +12,7 @@ The check: refit the per-gene GLM with and without the state's columns twice, on
 offset and once with a depth that dominant genes do not set (:func:`zconf.glm.nb_log_depth`). A state that exists
 changes the counts whatever the offset: its deviance gain stays (0.92–1.03 of it on the simulated binary, two
 binary, weak, 4-level and continuous confounders; 0.83 for the states that partly find the hidden patient of the
-real glioblastoma benchmark, seed 0). A state made of the library's noise loses most of its gain
+real glioblastoma benchmark, seeds 0-2). A state made of the library's noise loses most of its gain
 (0.16–0.47 on the cases above; on the 80% case a state that kept 0.72 passed, at 1.04x naive).
 """
 
