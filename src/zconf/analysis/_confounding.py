@@ -123,6 +123,12 @@ def _arm_subsample(treatment: np.ndarray, max_cells: int, seed: int = 0) -> list
     return arms
 
 
+def most_expressed_genes(counts, n_genes: int) -> np.ndarray:
+    """Indices of the ``n_genes`` genes of highest mean count, in column order (ties by column)."""
+    means = np.asarray(counts.mean(0)).ravel()
+    return np.sort(np.argsort(-means, kind="stable")[:n_genes])
+
+
 def signature_agreement(counts, covariates: np.ndarray, treatment: np.ndarray, z_columns: np.ndarray, offset=None):
     """How well Z's expression signature, fitted in each arm apart, agrees between the arms.
 
@@ -151,8 +157,7 @@ def signature_agreement(counts, covariates: np.ndarray, treatment: np.ndarray, z
     """
     d = np.asarray(treatment)
     z_columns = np.asarray(z_columns, dtype=float)
-    means = np.asarray(counts.mean(0)).ravel()
-    genes = np.sort(np.argsort(-means, kind="stable")[:SIGNATURE_MAX_GENES])
+    genes = most_expressed_genes(counts, SIGNATURE_MAX_GENES)
     fits = []
     for cells in _arm_subsample(d, SIGNATURE_MAX_CELLS_PER_ARM):
         design = design_matrix(covariates[cells], None, z_columns[cells])

@@ -23,6 +23,8 @@ from scipy import sparse
 
 from zconf.glm import design_matrix, fit_nb_glm, nb_log_depth
 
+from ._confounding import most_expressed_genes
+
 #: A state must keep at least this share of its deviance gain when the offset is the NB depth. Measured: states
 #: of the library's noise 0.16-0.72, simulated confounders 0.92-1.03, the real glioblastoma states 0.83 (see the
 #: module's docstring).
@@ -36,12 +38,7 @@ _NO_GAIN_PER_CELL = 1e-6
 
 
 def _deviance_gain(counts: np.ndarray, without, with_state: np.ndarray, offset: np.ndarray, dispersion) -> float:
-    """Summed deviance drop over genes from adding the state's columns, at fixed dispersions.
-
-    ``without`` is the fit without the state (:class:`~zconf.glm.GLMFit`) or its design.
-    """
-    if not hasattr(without, "deviance"):
-        without = fit_nb_glm(counts, without, offset=offset, dispersion=dispersion)
+    """Summed deviance drop over genes from the fit ``without`` the state to the design ``with_state``."""
     full = fit_nb_glm(counts, with_state, offset=offset, dispersion=dispersion)
     ok = without.converged & full.converged & np.isfinite(without.deviance) & np.isfinite(full.deviance)
     return float(np.sum(without.deviance[ok] - full.deviance[ok]))
@@ -73,8 +70,7 @@ def gain_beyond_library(counts, covariates: np.ndarray, treatment: np.ndarray, z
     cells = np.arange(len(treatment))
     if len(cells) > LIBRARY_CHECK_MAX_CELLS:
         cells = np.sort(rng.choice(cells, LIBRARY_CHECK_MAX_CELLS, replace=False))
-    means = np.asarray(counts.mean(0)).ravel()
-    genes = np.sort(np.argsort(-means, kind="stable")[:LIBRARY_CHECK_MAX_GENES])
+    genes = most_expressed_genes(counts, LIBRARY_CHECK_MAX_GENES)
     subset = counts[cells][:, genes]
     subset = subset.toarray() if sparse.issparse(subset) else np.asarray(subset, dtype=float)
     without = design_matrix(covariates[cells], treatment[cells]).matrix
@@ -88,4 +84,5 @@ def gain_beyond_library(counts, covariates: np.ndarray, treatment: np.ndarray, z
     if not gain_total > _NO_GAIN_PER_CELL * len(cells):  # a state that explains nothing: no share to take
         return float("nan")
     depth = nb_log_depth(subset, without, library, fit=base)
-    return _deviance_gain(subset, without, with_state, depth, dispersion) / gain_total
+    base_at_depth = fit_nb_glm(subset, without, offset=depth, dispersion=dispersion)
+    return _deviance_gain(subset, base_at_depth, with_state, depth, dispersion) / gain_total

@@ -309,25 +309,30 @@ def _sample_link(model, training: AnnData, z_train: np.ndarray, treatment, rando
     return SampleLink.of(z_train, treatment, training.obs[sample_key].to_numpy(), random_state or 0)
 
 
-def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:
-    """:func:`zconf.analysis.signature_agreement` of a candidate's Z-hat on its training cells."""
+def _checked_state(model, candidate, train_cells: np.ndarray, z_train: np.ndarray):
+    """The registered data, the training cells' treatment and a candidate's Z-hat regressors there.
+
+    Z-hat's regressors are :func:`zconf.analysis.balanced_columns`, as the checks of the chosen candidate fit them.
+    """
     data = model.regression_data()
     treatment = data.treatment[train_cells]
-    columns = balanced_columns(z_train, treatment, categorical=candidate[0] == "categorical")
+    return data, treatment, balanced_columns(z_train, treatment, categorical=candidate[0] == "categorical")
+
+
+def _agrees_in_both_arms(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:
+    """:func:`zconf.analysis.signature_agreement` of a candidate's Z-hat on its training cells."""
+    data, treatment, columns = _checked_state(model, candidate, train_cells, z_train)
     offset = None if data.offset is None else data.offset[train_cells]
     return signature_agreement(data.counts[train_cells], data.covariates[train_cells], treatment, columns, offset)
 
 
 def _gain_beyond_library(model, candidate, train_cells: np.ndarray, z_train: np.ndarray) -> float:
     """:func:`zconf.analysis.gain_beyond_library` of a candidate's Z-hat; NaN unless the offset is the library."""
-    data = model.regression_data()
+    data, treatment, columns = _checked_state(model, candidate, train_cells, z_train)
     if not data.offset_is_library:
         return float("nan")
-    treatment = data.treatment[train_cells]
-    columns = balanced_columns(z_train, treatment, categorical=candidate[0] == "categorical")
-    return gain_beyond_library(
-        data.counts[train_cells], data.covariates[train_cells], treatment, columns, data.offset[train_cells]
-    )
+    counts, covariates = data.counts[train_cells], data.covariates[train_cells]
+    return gain_beyond_library(counts, covariates, treatment, columns, data.offset[train_cells])
 
 
 def _choose_confounder(model, scores: dict, extra: dict, train_cells: np.ndarray, z_train: dict):
